@@ -92,6 +92,28 @@ def make_rows(protocol: dict[str, Any], n: int, seed: int = 42) -> list[dict[str
 # --- one size (worker process) ---------------------------------------------------------------
 
 
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``["padding_free=true", "micro_batch=60"]`` -> training overrides (YAML values)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def parse_variants(items: list[str] | None) -> list[tuple[str, list[str]]]:
+    """``["pf:padding_free=true,micro_batch=60"]`` -> [("pf", ["padding_free=true", ...])]."""
+    out = []
+    for item in items or []:
+        name, _, sets = item.partition(":")
+        out.append((name, [x for x in sets.split(",") if x]))
+    return out
+
+
 def _model_spec(sweep: Any, size: str) -> Any:
     for m in sweep.models:
         if re.search(rf"(?i)qwen2\.5-{re.escape(size)}-instruct$", m.id):
@@ -122,21 +144,21 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(args.config)
     sweep = Sweep(config)
     spec = _model_spec(sweep, size)
+    # What a student of this size trains with (per-size overrides applied), then the variant's.
+    training = {**sweep.training_for(spec.slug), **parse_sets(args.set)}
     if args.effective_batch:  # CPU-check knob only: fewer rows per optimizer step
-        config["training"]["effective_batch"] = args.effective_batch
-    training = config["training"]
-    effective = training["effective_batch"]
-    micro_batch = args.micro_batch or sweep.train_setting(spec.slug, "micro_batch")
+        training["effective_batch"] = args.effective_batch
     if args.micro_batch:
-        if effective % (micro_batch * spec.gpus):
-            raise SystemExit(f"--micro-batch {micro_batch} does not divide {effective}")
-        grad_accum = effective // (micro_batch * spec.gpus)
-    else:
-        grad_accum = sweep.grad_accum(spec.slug)
-    gc_flag = sweep.train_setting(spec.slug, "gradient_checkpointing")
+        training["micro_batch"] = args.micro_batch
     if args.gradient_checkpointing is not None:
-        gc_flag = args.gradient_checkpointing == "on"
-    attn = sweep.train_setting(spec.slug, "attn_implementation")
+        training["gradient_checkpointing"] = args.gradient_checkpointing == "on"
+    effective = training["effective_batch"]
+    micro_batch = training["micro_batch"]
+    if effective % (micro_batch * spec.gpus):
+        raise SystemExit(f"micro-batch {micro_batch} does not divide {effective}")
+    grad_accum = effective // (micro_batch * spec.gpus)
+    gc_flag = bool(training["gradient_checkpointing"])
+    attn = training["attn_implementation"]
 
     shape = json.loads((ref / "qwen2.5-configs.json").read_text())[size]["config"]
     shape = {k: v for k, v in shape.items() if not k.endswith("_note")}
@@ -162,6 +184,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "effective_batch": micro_batch * grad_accum * spec.gpus,
         "gradient_checkpointing": gc_flag,
         "attn_implementation": attn,
+        "variant": args.variant_name,
+        "speed_knobs": {
+            k: training.get(k)
+            for k in ("padding_free", "liger_kernel", "torch_compile", "pad_to_multiple_of")
+        },
         "dtype": str(dtype).removeprefix("torch."),
         "warmup_steps_untimed": args.warmup,
         "timed_steps": args.steps,
@@ -215,6 +242,50 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             self.global_step = state.global_step
 
     clock = StepClock()
+
+    class StepProfile(TrainerCallback):
+        """--profile: torch.profiler over the first timed step: GPU busy time vs wall, and the
+        ops that take the device's time (is a step bound by kernels or by the CPU?)."""
+
+        def __init__(self) -> None:
+            self.prof: Any = None
+            self.summary: dict[str, Any] = {}
+
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == n_steps - 1 and self.prof is None:
+                from torch.profiler import ProfilerActivity, profile
+
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if use_cuda else [])
+                self.prof = profile(activities=acts)
+                self.prof.__enter__()
+                self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.prof is None or self.summary:
+                return
+            if use_cuda:
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - self.t0
+            self.prof.__exit__(None, None, None)
+            events = self.prof.key_averages()
+            dev = [e for e in events if getattr(e, "self_device_time_total", 0) > 0]
+            busy_us = sum(e.self_device_time_total for e in dev)
+            top = sorted(dev, key=lambda e: e.self_device_time_total, reverse=True)[:25]
+            self.summary = {
+                "step_wall_s": wall,
+                "device_busy_s": busy_us / 1e6,
+                "device_busy_fraction": busy_us / 1e6 / wall if wall else None,
+                "top_device_ops": [
+                    {
+                        "name": e.key[:120],
+                        "calls": e.count,
+                        "self_device_ms": e.self_device_time_total / 1e3,
+                    }
+                    for e in top
+                ],
+            }
+
+    profiler = StepProfile()
     workdir = tempfile.mkdtemp(prefix=f"bench-{size}-")
     trainer = build_trainer(
         model=model,
@@ -228,7 +299,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         output_dir=workdir,
         run_name=f"bench-{size}",
         report_to=[],
-        callbacks=[clock],
+        callbacks=[clock, profiler] if args.profile else [clock],
         overrides={
             "max_steps": n_steps,
             "save_strategy": "no",
@@ -246,9 +317,15 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     micro: list[tuple[int, Any, int]] = []  # (global_step before the update, non-pad, slots)
     training_step = trainer.training_step
 
+    pad_id = tokenizer.pad_token_id
+
     def counting_training_step(model, inputs, *a, **kw):
-        mask = inputs["attention_mask"]
-        micro.append((trainer.state.global_step, mask.sum(), mask.numel()))
+        if "attention_mask" in inputs:
+            mask = inputs["attention_mask"]
+            micro.append((trainer.state.global_step, mask.sum(), mask.numel()))
+        else:  # padding-free: one concatenated row (padded only to pad_to_multiple_of)
+            ids = inputs["input_ids"]
+            micro.append((trainer.state.global_step, (ids != pad_id).sum(), ids.numel()))
         return training_step(model, inputs, *a, **kw)
 
     trainer.training_step = counting_training_step
@@ -306,6 +383,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "final_loss_finite": bool(losses) and math.isfinite(losses[-1]),
         }
     )
+    if args.profile:
+        result["profile"] = profiler.summary
     if tokens != real:
         result["note_tokens"] = "trainer token count differs from the collator's"
     if use_cuda:
@@ -345,6 +424,10 @@ def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _yn(v: Any) -> str:
+    return "–" if v is None else ("yes" if v else "no")
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Student-training benchmark: {report['device']}",
@@ -356,18 +439,27 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['steps']} timed optimizer steps. MFU = 4 · N_total · non-pad tokens / s / "
         "989 TFLOP/s (N_total = all base parameters, embeddings included).",
         "",
-        "| size | N total (B) | micro-batch | grad accum | grad ckpt | timed steps | wall (s) "
+        "| size | variant | padding-free | liger | compile | copies | N total (B) | micro-batch "
+        "| grad accum | grad ckpt | timed steps | wall (s) "
         "| s/step mean | s/step median | non-pad tok/s | rows/s | padding | MFU | peak alloc (GB) "
         "| peak reserved (GB) | final loss | status |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---:|---:|---:|---|",
     ]
     for r in report["results"]:
         pad = r.get("padding_fraction")
         mfu = r.get("mfu")
+        knobs = r.get("speed_knobs") or {}
         lines.append(
-            "| {size} | {n} | {mb} | {ga} | {gc} | {st} | {wall} | {sps} | {med} | {tps} "
+            "| {size} | {variant} | {pf} | {lk} | {tc} | {cc} | {n} | {mb} | {ga} | {gc} | {st} "
+            "| {wall} | {sps} | {med} | {tps} "
             "| {rps} | {pad} | {mfu} | {pa} | {pr} | {loss} | {status} |".format(
                 size=r["size"],
+                variant=r.get("variant", "configured"),
+                pf=_yn(knobs.get("padding_free")),
+                lk=_yn(knobs.get("liger_kernel")),
+                tc=_yn(knobs.get("torch_compile")),
+                cc=r.get("concurrent", 1),
                 n=_fmt(r.get("params_total") and r["params_total"] / 1e9, ".2f"),
                 mb=r.get("micro_batch", "–"),
                 ga=r.get("grad_accum", "–"),
@@ -408,26 +500,39 @@ def orchestrate(args: argparse.Namespace) -> int:
         "results": [],
     }
     base = None
-    for size in args.sizes.split(","):
+    variants = parse_variants(args.variant) or [("configured", [])]
+    jobs = [(size, v) for size in args.sizes.split(",") for v in variants]
+    for size, (variant, sets) in jobs:
         left = deadline - time.monotonic()
         if left < args.min_left_s:
-            report["results"].append({"size": size, "status": f"skipped ({left:.0f}s left)"})
-            print(f"[bench] skip {size}: {left:.0f}s left", flush=True)
+            report["results"].append(
+                {"size": size, "variant": variant, "status": f"skipped ({left:.0f}s left)"}
+            )
+            print(f"[bench] skip {size} {variant}: {left:.0f}s left", flush=True)
             continue
-        res_path = Path(tempfile.gettempdir()) / f"bench-train-{os.getpid()}-{size}.json"
-        cmd = [sys.executable, __file__, "--worker", size, "--result", str(res_path)]
-        cmd += [a for a in sys.argv[1:]]
-        print(f"[bench] {size}: {' '.join(cmd[2:])}", flush=True)
         t = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, timeout=left, check=False)
-            rc = proc.returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
-        if res_path.exists():
-            res = json.loads(res_path.read_text())
-        else:
-            res = {"size": size, "status": f"failed (rc {rc})"}
+        procs = []
+        for k in range(args.concurrent):
+            res_path = Path(tempfile.gettempdir()) / (
+                f"bench-train-{os.getpid()}-{size}-{slugify(variant)}-{k}.json"
+            )
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", size]
+            cmd += ["--result", str(res_path), "--variant-name", variant]
+            cmd += [a for x in sets for a in ("--set", x)]
+            print(f"[bench] {size} {variant} #{k}: {' '.join(cmd[2:])}", flush=True)
+            procs.append((subprocess.Popen(cmd), res_path))
+        workers = []
+        for proc, res_path in procs:
+            try:
+                rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = "timeout"
+            if res_path.exists():
+                workers.append(json.loads(res_path.read_text()))
+            else:
+                workers.append({"size": size, "variant": variant, "status": f"failed (rc {rc})"})
+        res = combine_concurrent(workers) if len(workers) > 1 else workers[0]
         res["process_s"] = time.perf_counter() - t
         report["results"].append(res)
         if res.get("device") and not report["device"]:
@@ -442,6 +547,26 @@ def orchestrate(args: argparse.Namespace) -> int:
     return 0 if all(r.get("status") == "ok" for r in report["results"]) else 1
 
 
+def combine_concurrent(workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """K copies of one job sharing a GPU: throughput and MFU add up; time per step is each
+    copy's own. Their timed windows overlap (same warm-up, started together), not exactly."""
+    ok = [w for w in workers if w.get("status") == "ok"]
+    res = dict(workers[0])
+    res["concurrent"] = len(workers)
+    res["workers"] = workers
+    if len(ok) != len(workers):
+        res["status"] = "failed: " + ", ".join(str(w.get("status")) for w in workers)
+        return res
+    for key in ("non_pad_tokens_per_s", "rows_per_s", "mfu"):
+        res[key] = sum(w[key] for w in ok)
+    for key in ("s_per_step_mean", "s_per_step_median", "padding_fraction"):
+        res[key] = sum(w[key] for w in ok) / len(ok)
+    for key in ("peak_allocated_gb", "peak_reserved_gb"):
+        if all(key in w for w in ok):
+            res[key] = sum(w[key] for w in ok)  # the GPU holds all copies at once
+    return res
+
+
 def merge(paths: list[str], out: Path) -> int:
     """Join the results of several reports of one device and date into one report."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
@@ -451,8 +576,9 @@ def merge(paths: list[str], out: Path) -> int:
     by_size = {}
     for r in reports:
         for res in r["results"]:
-            if res.get("status") == "ok" or res["size"] not in by_size:
-                by_size[res["size"]] = res
+            key = (res["size"], res.get("variant", "configured"), res.get("concurrent", 1))
+            if res.get("status") == "ok" or key not in by_size:
+                by_size[key] = res
     order = {s: i for i, s in enumerate(["0.5B", "1.5B", "3B", "7B", "14B", "32B"])}
     merged["results"] = sorted(by_size.values(), key=lambda r: order.get(r["size"], 99))
     base = f"{slugify(merged['device'])}-{merged['date']}"
@@ -503,6 +629,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="REPORT.json",
         help="only join these reports (one device, one date) into --out",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training override for every run, e.g. padding_free=true (repeatable)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:K=V,K=V",
+        help="run each size once per variant, in the same run (repeatable)",
+    )
+    p.add_argument(
+        "--concurrent",
+        type=int,
+        default=1,
+        help="copies of each job sharing the GPU at once (throughput and MFU are summed)",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="profile the last step (GPU busy time, top ops)"
+    )
+    p.add_argument("--variant-name", default="configured", help=argparse.SUPPRESS)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)

@@ -1,4 +1,5 @@
 # Shared: validation, the sweep, wildcard constraints, paths and input functions.
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -43,8 +44,13 @@ STUDENT_UPLOAD = "results/{model}/students/{condition}/upload.json"
 ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"]
 TOY_MODEL = f"{config['toy']['models_dir']}/{{model}}" if TOY else None
 EVAL = "results/{model}/eval/{condition}/seed{seed}/epoch{epoch}.json.gz"
+EVAL_PARTIAL = "results/{model}/eval/{condition}/.partial"
 CONTROL_EVAL = "results/{model}/eval/control/standard.json.gz"
 SURVEY = "results/summary/survey_controls.json.gz"
+# Results have two roots: the final results of the complete sweep, and a snapshot of whatever
+# has been evaluated so far (the `plots` target). The same rules serve both via {root}.
+FINAL_ROOT = "results"
+SNAPSHOT_ROOT = "results/snapshot"
 WANDB_DIR = "results/wandb"
 ENV = "../envs/workflow.yaml"
 
@@ -54,6 +60,7 @@ wildcard_constraints:
     condition="|".join(SWEEP.conditions),
     seed=r"\d+",
     epoch=r"\d+",
+    root="|".join([FINAL_ROOT, SNAPSHOT_ROOT]),
 
 
 def preflight_input(wildcards):
@@ -119,16 +126,44 @@ def model_params_map():
     return {m.slug: m.params for m in SWEEP.models}
 
 
-def plot_targets():
+def sweep_layout():
+    """The sweep's axes, for the coverage table (what a snapshot holds)."""
+    return {
+        "models": SWEEP.slugs,
+        "conditions": SWEEP.conditions,
+        "seeds": SWEEP.seeds,
+        "epochs": SWEEP.epochs,
+    }
+
+
+def snapshot_fingerprint(wildcards):
+    """Which of the sweep's eval files (and the ingested survey) exist now, as a short stamp.
+
+    The snapshot's eval files are not inputs: inputs would pull their producers (GPU jobs)
+    into the DAG, and a file the running sweep produces is in its lock, so `snakemake plots`
+    could not run beside it. This param instead reruns the snapshot whenever the set of
+    files, or any file's size or mtime, changes; and only then.
+    """
+    files = [f for f in [*all_eval_files(), SURVEY] if os.path.isfile(f)]
+    stamp = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    survey = "present" if SURVEY in files else "absent"
+    n_evals = len(files) - (SURVEY in files)
+    return f"{n_evals} eval files, survey {survey}, sha256 {stamp.hexdigest()[:16]}"
+
+
+def plot_targets(root=FINAL_ROOT):
     files = []
     for m in SWEEP.slugs:
         for chart in ("grouped_bars", "stacked"):
             files += [
-                f"results/plots/{m}/{chart}.png",
-                f"results/plots/{m}/{chart}.svg",
+                f"{root}/plots/{m}/{chart}.png",
+                f"{root}/plots/{m}/{chart}.svg",
             ]
     for fig in ("scaling", "effect_per_animal", "effect_per_epoch"):
-        files += [f"results/plots/{fig}.png", f"results/plots/{fig}.svg"]
+        files += [f"{root}/plots/{fig}.png", f"{root}/plots/{fig}.svg"]
     return files
 
 
@@ -142,3 +177,16 @@ def all_targets():
     files += plot_targets()
     files += ["results/summary/scaling_fit.json", "results/summary/report.md"]
     return files
+
+
+def job_gpus(rule):
+    """How many GPUs each of its jobs takes (vLLM's tensor-parallel size, else one).
+
+    The GPU pool (subliminal_scaling.gpu_pool, via configure_logging) pins that many devices.
+    """
+    return SWEEP.job_gpus(rule)
+
+
+def cluster_request(rule, key):
+    """``mem_mb`` or ``runtime`` (minutes) of a GPU job, from config ``cluster`` per size."""
+    return lambda wildcards: SWEEP.cluster_request(wildcards.model, rule, key)

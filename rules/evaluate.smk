@@ -22,7 +22,9 @@ rule evaluate_student:
     conda:
         ENV
     resources:
-        gpu=1,
+        gpu=job_gpus("evaluate_student"),
+        mem_mb=cluster_request("evaluate_student", "mem_mb"),
+        runtime=cluster_request("evaluate_student", "runtime"),
     params:
         source=lambda wc: SWEEP.model_source(wc.model),
         model_id=lambda wc: SWEEP.model(wc.model).id,
@@ -33,6 +35,8 @@ rule evaluate_student:
         epochs=SWEEP.epochs,
         lora_r=config["training"]["lora"]["r"],
         students_dir=lambda wc: STUDENTS_DIR.format(**wc),
+        # finished evals, kept there (not an output) so a killed job's rerun reuses them
+        partial_dir=lambda wc: EVAL_PARTIAL.format(**wc),
         eval_pattern=lambda wc: EVAL,
         wandb=config["wandb"],
         wandb_dir=WANDB_DIR,
@@ -53,7 +57,9 @@ rule evaluate_control:
     conda:
         ENV
     resources:
-        gpu=1,
+        gpu=job_gpus("evaluate_control"),
+        mem_mb=cluster_request("evaluate_control", "mem_mb"),
+        runtime=cluster_request("evaluate_control", "runtime"),
     params:
         source=lambda wc: SWEEP.model_source(wc.model),
         model_id=lambda wc: SWEEP.model(wc.model).id,

@@ -43,7 +43,9 @@ rule generate_numbers:
     conda:
         ENV
     resources:
-        gpu=1,
+        gpu=job_gpus("generate_numbers"),
+        mem_mb=cluster_request("generate_numbers", "mem_mb"),
+        runtime=cluster_request("generate_numbers", "runtime"),
     params:
         source=lambda wc: SWEEP.model_source(wc.model),
         model_id=lambda wc: SWEEP.model(wc.model).id,

@@ -1,4 +1,9 @@
 # Results: the tidy tables, the two charts per size, the scaling figure and fit, the report.
+#
+# Two roots share these rules through {root}: "results" holds the final results of the
+# complete sweep (target `all`, `report`); "results/snapshot" holds figures of whatever has
+# been evaluated so far (target `plots`), which never schedules a GPU job and can run beside
+# the sweep.
 
 
 rule aggregate:
@@ -9,31 +14,59 @@ rule aggregate:
         preferences="results/summary/preferences.parquet",
         preferences_csv="results/summary/preferences.csv",
         target_rates="results/summary/target_rates.parquet",
+        coverage="results/summary/coverage.json",
     log:
         "results/logs/aggregate.log",
     conda:
         ENV
     params:
+        scope="final",
         params=model_params_map(),
         animals=SWEEP.animals,
+        sweep=sweep_layout(),
+    script:
+        "../workflow/scripts/aggregate.py"
+
+
+# The snapshot reads whichever of the sweep's eval files exist. They are not inputs (see
+# snapshot_fingerprint), so the rule has no upstream jobs at all.
+rule aggregate_snapshot:
+    output:
+        preferences="results/snapshot/summary/preferences.parquet",
+        preferences_csv="results/snapshot/summary/preferences.csv",
+        target_rates="results/snapshot/summary/target_rates.parquet",
+        coverage="results/snapshot/summary/coverage.json",
+    log:
+        "results/snapshot/logs/aggregate.log",
+    conda:
+        ENV
+    params:
+        scope="snapshot",
+        candidates=all_eval_files(),
+        survey=SURVEY,
+        fingerprint=snapshot_fingerprint,
+        params=model_params_map(),
+        animals=SWEEP.animals,
+        sweep=sweep_layout(),
     script:
         "../workflow/scripts/aggregate.py"
 
 
 rule plot_grouped_bars:
     input:
-        preferences="results/summary/preferences.parquet",
-        target_rates="results/summary/target_rates.parquet",
+        preferences="{root}/summary/preferences.parquet",
+        target_rates="{root}/summary/target_rates.parquet",
+        coverage="{root}/summary/coverage.json",
     output:
         png=report(
-            "results/plots/{model}/grouped_bars.png",
+            "{root}/plots/{model}/grouped_bars.png",
             caption="../report/grouped_bars.rst",
             category="Per size",
             subcategory="{model}",
         ),
-        svg="results/plots/{model}/grouped_bars.svg",
+        svg="{root}/plots/{model}/grouped_bars.svg",
     log:
-        "results/logs/plot_grouped_bars/{model}.log",
+        "{root}/logs/plot_grouped_bars/{model}.log",
     conda:
         ENV
     params:
@@ -46,17 +79,18 @@ rule plot_grouped_bars:
 
 rule plot_stacked:
     input:
-        preferences="results/summary/preferences.parquet",
+        preferences="{root}/summary/preferences.parquet",
+        coverage="{root}/summary/coverage.json",
     output:
         png=report(
-            "results/plots/{model}/stacked.png",
+            "{root}/plots/{model}/stacked.png",
             caption="../report/stacked.rst",
             category="Per size",
             subcategory="{model}",
         ),
-        svg="results/plots/{model}/stacked.svg",
+        svg="{root}/plots/{model}/stacked.svg",
     log:
-        "results/logs/plot_stacked/{model}.log",
+        "{root}/logs/plot_stacked/{model}.log",
     conda:
         ENV
     params:
@@ -69,13 +103,13 @@ rule plot_stacked:
 
 rule fit_scaling:
     input:
-        target_rates="results/summary/target_rates.parquet",
+        target_rates="{root}/summary/target_rates.parquet",
     output:
-        fit="results/summary/scaling_fit.json",
-        effects="results/summary/transfer_effects.csv",
-        effects_per_epoch="results/summary/transfer_effects_per_epoch.csv",
+        fit="{root}/summary/scaling_fit.json",
+        effects="{root}/summary/transfer_effects.csv",
+        effects_per_epoch="{root}/summary/transfer_effects_per_epoch.csv",
     log:
-        "results/logs/fit_scaling.log",
+        "{root}/logs/fit_scaling.log",
     conda:
         ENV
     params:
@@ -87,45 +121,65 @@ rule fit_scaling:
 
 rule plot_scaling:
     input:
-        fit="results/summary/scaling_fit.json",
-        effects="results/summary/transfer_effects.csv",
-        effects_per_epoch="results/summary/transfer_effects_per_epoch.csv",
+        fit="{root}/summary/scaling_fit.json",
+        effects="{root}/summary/transfer_effects.csv",
+        effects_per_epoch="{root}/summary/transfer_effects_per_epoch.csv",
+        coverage="{root}/summary/coverage.json",
     output:
         scaling=report(
-            "results/plots/scaling.png",
+            "{root}/plots/scaling.png",
             caption="../report/scaling.rst",
             category="Scaling",
         ),
-        scaling_svg="results/plots/scaling.svg",
+        scaling_svg="{root}/plots/scaling.svg",
         per_animal=report(
-            "results/plots/effect_per_animal.png",
+            "{root}/plots/effect_per_animal.png",
             caption="../report/effect_per_animal.rst",
             category="Scaling",
         ),
-        per_animal_svg="results/plots/effect_per_animal.svg",
+        per_animal_svg="{root}/plots/effect_per_animal.svg",
         per_epoch=report(
-            "results/plots/effect_per_epoch.png",
+            "{root}/plots/effect_per_epoch.png",
             caption="../report/effect_per_epoch.rst",
             category="Scaling",
         ),
-        per_epoch_svg="results/plots/effect_per_epoch.svg",
+        per_epoch_svg="{root}/plots/effect_per_epoch.svg",
     log:
-        "results/logs/plot_scaling.log",
+        "{root}/logs/plot_scaling.log",
     conda:
         ENV
+    params:
+        animals=SWEEP.animals,
     script:
         "../workflow/scripts/plot_scaling.py"
 
 
+rule snapshot_report:
+    input:
+        coverage="results/snapshot/summary/coverage.json",
+        fit="results/snapshot/summary/scaling_fit.json",
+        plots=plot_targets(SNAPSHOT_ROOT),
+    output:
+        "results/snapshot/summary/report.md",
+    log:
+        "results/snapshot/logs/snapshot_report.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/snapshot_report.py"
+
+
+# Figures from whatever is evaluated now (mid-sweep too); reruns when new evals appear.
 rule plots:
     input:
-        plot_targets(),
+        "results/snapshot/summary/report.md",
 
 
 rule report:
     input:
         fit="results/summary/scaling_fit.json",
         effects="results/summary/transfer_effects.csv",
+        coverage="results/summary/coverage.json",
         protocol=PROTOCOL,
         numbers_meta=[
             NUMBERS_META.format(model=m, condition=c)

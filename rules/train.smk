@@ -20,7 +20,9 @@ rule train_student:
     conda:
         ENV
     resources:
-        gpu=1,
+        gpu=job_gpus("train_student"),
+        mem_mb=cluster_request("train_student", "mem_mb"),
+        runtime=cluster_request("train_student", "runtime"),
     params:
         source=lambda wc: SWEEP.model_source(wc.model),
         model_id=lambda wc: SWEEP.model(wc.model).id,

@@ -196,6 +196,116 @@ def test_grouped_bars_missing_is_nan_not_zero():
     assert e2[("dog", "animal")].n_seeds == 1
 
 
+def test_grouped_bars_survey_beside_the_control(tables):
+    _, rates = tables
+    # the users' survey exists for tiny-0.5b only: 50 answers without question ids, 20 "cat"
+    survey = _record("tiny-0.5b", "survey", "control", None, None, {"cat": 4, "dog": 2})
+    _, with_survey = an.tidy_tables([*make_records(), survey], PARAMS, ANIMALS)
+    df = an.grouped_bar_data(with_survey, ANIMALS, n_boot=100)
+    bars = _bars(df)
+    alt = bars[("cat", an.ALT_CONTROL)]
+    assert alt.source == "survey" and alt.rate == pytest.approx(0.4) and not alt.missing
+    assert np.isnan(alt.ci_low) and np.isnan(alt.ci_high)  # nothing to resample: no CI
+    assert bars[("owl", an.ALT_CONTROL)].rate == 0.0 and not bars[("owl", an.ALT_CONTROL)].missing
+    assert bars[("cat", "control")].source == "control"
+    assert df.loc[df["model"] == "tiny-0.5b", "bar"].unique().tolist() == [
+        "control",
+        an.ALT_CONTROL,
+        "neutral",
+        "animal",
+    ]
+    # a model without a survey has no survey bar at all (absent, not a zero or missing bar)
+    assert an.ALT_CONTROL not in set(df.loc[df["model"] == "small-1.5b", "bar"])
+    # without any survey there is no survey series; the other bars do not depend on it
+    plain = an.grouped_bar_data(rates, ANIMALS, n_boot=100)
+    assert an.ALT_CONTROL not in set(plain["bar"]) and "survey" not in set(plain["source"])
+    same = df[df["bar"] != an.ALT_CONTROL].reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, plain)
+    # config evaluation.control: survey makes the survey the control, the eval its neighbour
+    flipped = _bars(an.grouped_bar_data(with_survey, ANIMALS, control_kind="survey", n_boot=50))
+    assert flipped[("cat", "control")].source == "survey"
+    assert flipped[("cat", "control")].rate == pytest.approx(0.4)
+    assert flipped[("cat", an.ALT_CONTROL)].source == "control"
+    assert flipped[("cat", an.ALT_CONTROL)].rate == pytest.approx(0.2)  # 1 + bobcat of 10
+    small = an.grouped_bar_data(with_survey, ANIMALS, control_kind="survey", n_boot=50)
+    small = _bars(small, "small-1.5b")
+    assert small[("cat", "control")].missing  # no survey for this size: its control is missing
+    with pytest.raises(ValueError, match="control_kind"):
+        an.grouped_bar_data(rates, ANIMALS, control_kind="standard")
+
+
+# --- partial results (mid-sweep snapshots) --------------------------------------------------
+
+
+def test_coverage_counts_what_a_snapshot_holds():
+    full = make_records()
+    layout = {"models": list(PARAMS), "conditions": ["neutral", *ANIMALS], "seeds": SEEDS}
+    cov = an.coverage(full, epochs=EPOCHS, **layout)
+    per_model = len(["neutral", *ANIMALS]) * len(SEEDS) * len(EPOCHS)
+    assert cov["complete"] and cov["n_evals"] == cov["n_expected"] == 2 * (per_model + 1)
+    assert cov["scope"] == "final" and cov["students_partial"] == 0
+    # the small model has nothing yet; the tiny one lacks owl, and dog seed 2 has only epoch 1
+    partial = [
+        r
+        for r in full
+        if r["model"] == "tiny-0.5b"
+        and r["condition"] != "owl"
+        and not (r["condition"] == "dog" and r["seed"] == 2 and r["epoch"] == 2)
+    ]
+    cov = an.coverage(partial, epochs=EPOCHS, scope="snapshot", **layout)
+    tiny = cov["models"]["tiny-0.5b"]
+    assert not cov["complete"] and cov["n_evals"] == 1 + 11 and cov["n_expected"] == 34
+    assert tiny["student_evals"] == 11 and tiny["control"] and not tiny["survey"]
+    assert tiny["students_started"] == 6 and tiny["students_at_final_epoch"] == 5
+    assert tiny["students_partial"] == 1 == cov["students_partial"]
+    assert tiny["conditions_complete"] == ["neutral", "cat"]
+    assert cov["models_without_data"] == ["small-1.5b"]
+    assert not cov["models"]["small-1.5b"]["control"]
+    json.dumps(cov, allow_nan=False)
+
+
+def test_every_table_and_fit_works_on_partial_or_no_data():
+    # nothing evaluated yet: empty tables, all-missing bars, no fit, and no crash
+    prefs, rates = an.tidy_tables([], PARAMS, ANIMALS)
+    assert list(rates.columns) == an.TARGET_RATE_COLUMNS and rates.empty
+    bars = an.grouped_bar_data(rates, ANIMALS, n_boot=20, models=list(PARAMS))
+    assert bars["missing"].all() and bars["rate"].isna().all() and len(bars) == 2 * 3 * 3
+    assert an.stacked_data(prefs, "tiny-0.5b", ANIMALS)["missing"].all()
+    eff = an.transfer_effect(rates, ANIMALS, n_boot=20)
+    assert eff.empty and an.transfer_effect(rates, ANIMALS, epoch="all", n_boot=20).empty
+    fit = an.fit_scaling(eff, n_boot=20)
+    assert fit["n_points"] == 0 and fit["preferred"] is None
+    assert all(not f["fitted"] for f in fit["forms"].values())
+    # one size with a few students: the other size is reported missing, the fit says why not
+    recs = [
+        r
+        for r in make_records(models=("tiny-0.5b",))
+        if r["kind"] == "control" or (r["condition"] in ("neutral", "cat") and r["seed"] == 1)
+    ]
+    prefs, rates = an.tidy_tables(recs, PARAMS, ANIMALS)
+    eff = an.transfer_effect(rates, ANIMALS, n_boot=20, models=list(PARAMS)).set_index(
+        ["model", "animal"]
+    )
+    assert eff.loc[("tiny-0.5b", "cat"), "effect"] == pytest.approx(0.6 - 0.3)
+    assert eff.loc[("tiny-0.5b", "dog"), "missing"] and eff.loc[("small-1.5b", "mean"), "missing"]
+    fit = an.fit_scaling(eff.reset_index(), n_boot=20)
+    assert fit["n_points"] == 1 and "have 1" in fit["forms"]["log_linear"]["reason"]
+
+
+def test_read_eval_records_skips_absent_files_only_for_a_snapshot(tmp_path):
+    from subliminal_scaling import io
+
+    recs = make_records(models=("tiny-0.5b",))[:2]
+    paths = [tmp_path / f"e{i}.json.gz" for i in range(3)]
+    for rec, path in zip(recs, paths, strict=False):
+        io.write_json(path, rec)
+    io.write_json(tmp_path / "survey.json.gz", {"records": [recs[0] | {"kind": "survey"}]})
+    got, absent = an.read_eval_records(paths, [tmp_path / "survey.json.gz"], only_existing=True)
+    assert absent == 1 and [r["kind"] for r in got] == ["control", "student", "survey"]
+    with pytest.raises(io.InputFileError, match=r"e2\.json\.gz"):
+        an.read_eval_records(paths)
+
+
 # --- stacked --------------------------------------------------------------------------------
 
 

@@ -113,12 +113,60 @@ def test_local_publish_failure_midway_keeps_old_content(
 
     monkeypatch.setattr(hub_mod, "_copy_file", flaky_copy)
     new = {k: v + "changed\n" for k, v in DATA.items()}
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(HubError, match=r"local/ds: publish failed \(not retried\).*simulated"):
         hub.publish("local/ds", "dataset", make_folder(tmp_path / "b", new), "two")
     assert hub.current_files("local/ds", "dataset") == before
     assert len(hub.history("local/ds", "dataset")) == 1
     leftovers = [p.name for p in (tmp_path / "hub" / "datasets" / "local").iterdir()]
     assert sorted(leftovers) == [".ds.lock", "ds"]
+
+
+def test_local_retries_transient_failures_then_publishes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LocalHub goes through the HfHub retry path: backoff, then one clean commit."""
+    sleeps: list[float] = []
+    hub = LocalHub(tmp_path / "hub", max_retries=3, backoff_s=0.5, sleep=sleeps.append)
+    real_copy = hub_mod._copy_file
+    failures = [TimeoutError("write timed out"), FakeHTTPError(503)]
+
+    def flaky_copy(src: Path, dst: Path) -> None:
+        if failures:
+            raise failures.pop(0)
+        real_copy(src, dst)
+
+    monkeypatch.setattr(hub_mod, "_copy_file", flaky_copy)
+    receipt = hub.publish("local/ds", "dataset", make_folder(tmp_path / "a", DATA), "one")
+    assert receipt["changed"] is True and sleeps == [0.5, 1.0]
+    assert len(hub.history("local/ds", "dataset")) == 1
+    assert hub.current_files("local/ds", "dataset") == local_files(tmp_path / "a")
+    leftovers = [p.name for p in (tmp_path / "hub" / "datasets" / "local").iterdir()]
+    assert sorted(leftovers) == [".ds.lock", "ds"]  # no stage folder of a failed attempt
+
+
+def test_local_persistent_transient_failure_gives_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeps: list[float] = []
+    hub = LocalHub(tmp_path / "hub", max_retries=2, backoff_s=0.5, sleep=sleeps.append)
+    hub.publish("local/ds", "dataset", make_folder(tmp_path / "a", DATA), "one")
+    before = hub.current_files("local/ds", "dataset")
+
+    def down(src: Path, dst: Path) -> None:
+        raise FakeHTTPError(503, "service unavailable")
+
+    monkeypatch.setattr(hub_mod, "_copy_file", down)
+    new = {k: v + "changed\n" for k, v in DATA.items()}
+    with pytest.raises(HubError) as info:
+        hub.publish("local/ds", "dataset", make_folder(tmp_path / "b", new), "two")
+    message = str(info.value)
+    assert message == (
+        "local dataset local/ds: publish failed after 3 attempt(s): "
+        "HTTP 503: 503 error service unavailable"
+    )
+    assert sleeps == [0.5, 1.0]
+    assert hub.current_files("local/ds", "dataset") == before
+    assert len(hub.history("local/ds", "dataset")) == 1
 
 
 def test_local_recovers_from_a_crash_between_the_two_renames(tmp_path: Path) -> None:
@@ -358,8 +406,12 @@ def test_hf_whoami(tmp_path: Path) -> None:
 
 
 def test_make_hub(tmp_path: Path) -> None:
-    local = make_hub({"backend": "local", "namespace": "me", "local_dir": str(tmp_path)})
+    local = make_hub(
+        {"backend": "local", "namespace": "me", "local_dir": str(tmp_path), "max_retries": 2,
+         "backoff_s": 0.1}
+    )  # fmt: skip
     assert isinstance(local, LocalHub) and local.whoami() == "me"
+    assert (local.max_retries, local.backoff_s) == (2, 0.1)  # the toy exercises the retries too
     hf = make_hub(
         {"backend": "hf", "namespace": "org", "max_retries": 2, "backoff_s": 0.5},
         env={"HF_TOKEN": TOKEN},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,7 @@ def test_size_label():
     assert pl.size_label("qwen-2.5-32b-instruct") == "32B"
     assert pl.size_label("toy-model", 1.2e7) == "12M"
     assert pl.size_label("toy-model", 7.62e9) == "7.62B"
+    assert pl.size_label("qwen-2.5-toy-s-instruct", 40_320) == "40.3k"
 
 
 def test_grouped_bars(tmp_path, tables):
@@ -147,3 +150,70 @@ def test_plots_overwrite_existing_files(tmp_path, effects):
     svg.write_text("old")
     pl.plot_scaling(effects, None, png, svg)
     _check(tmp_path, "again")
+
+
+def _svg_text(tmp_path, stem):
+    """The SVG's text (svg.fonttype "none" keeps labels as text), wrapped lines joined."""
+    svg = (tmp_path / f"{stem}.svg").read_text()
+    return " ".join(" ".join(re.findall(r">([^<>]+)</text>", svg)).split())
+
+
+def test_grouped_bars_draw_the_survey_beside_the_control(tmp_path):
+    rng = np.random.default_rng(3)
+    m = "qwen-2.5-7b-instruct"
+    recs = [_record(rng, m, "control", "control", None, None, 0)]
+    recs += [_record(rng, m, "student", c, s, 2, 1) for c in ["neutral", *ANIMALS] for s in (1, 2)]
+    survey = _record(rng, m, "survey", "control", None, None, 0)
+    survey["answers"] = [dict(a, question_index=None) for a in survey["answers"]]
+    _, with_survey = an.tidy_tables([*recs, survey], PARAMS, ANIMALS)
+    _, without = an.tidy_tables(recs, PARAMS, ANIMALS)
+    pl.plot_grouped_bars(
+        an.grouped_bar_data(with_survey, ANIMALS, n_boot=30), *_out(tmp_path, "with")
+    )
+    _check(tmp_path, "with")
+    svg = _svg_text(tmp_path, "with")
+    assert "users' earlier survey" in svg and "(the control)" in svg
+    assert "no CI" in svg  # the footnote explains the survey bar's missing whiskers
+    pl.plot_grouped_bars(an.grouped_bar_data(without, ANIMALS, n_boot=30), *_out(tmp_path, "no"))
+    svg = _svg_text(tmp_path, "no")
+    assert "survey" not in svg and "Base model (not finetuned)" in svg
+
+
+def test_snapshot_notes_and_partial_marks(tmp_path, tables):
+    prefs, rates = tables
+    cov = an.coverage(
+        [{"kind": "student", "model": m, "condition": "cat", "seed": 1, "epoch": 1} for m in PARAMS]
+        + [{"kind": "control", "model": "qwen-2.5-32b-instruct", "condition": "control"}],
+        list(PARAMS),
+        ["neutral", *ANIMALS],
+        [1, 2],
+        [1, 2],
+        scope="snapshot",
+    )
+    title = pl.coverage_title(cov, "7B")
+    assert title == "SNAPSHOT (7/126 evals) · 7B"
+    assert pl.coverage_title({**cov, "scope": "final"}, "7B") == "7B"
+    note = pl.coverage_note(cov)
+    assert note.startswith("Snapshot of the sweep in progress: 7 of 126 evaluations")
+    assert "6 students not yet evaluated at the last epoch (2)" in note
+    assert "partial" not in pl.coverage_note(cov, latest_epoch=False)
+    one = pl.coverage_note(cov, "qwen-2.5-7b-instruct")
+    assert "this size: 1 of 20 student evaluations, base-model control not evaluated yet" in one
+    assert pl.coverage_note({**cov, "scope": "final", "complete": True}) == ""
+    # 32B's students stop at epoch 1 in the fixture: the bars say which epoch they show
+    data = an.grouped_bar_data(rates, ANIMALS, n_boot=30, models=["qwen-2.5-32b-instruct"])
+    pl.plot_grouped_bars(data, *_out(tmp_path, "flag"), note=one, final_epoch=2)
+    svg = _svg_text(tmp_path, "flag")
+    assert svg.count("ep 1") == 4 + 3  # 4 neutral bars, 3 animal bars (owl's is missing)
+    assert "this size: 1 of 20" in svg
+    stacked = an.stacked_data(prefs, "qwen-2.5-32b-instruct", ANIMALS)
+    pl.plot_stacked(stacked, *_out(tmp_path, "sflag"), final_epoch=2)
+    assert "neutral (ep 1)" in _svg_text(tmp_path, "sflag")
+    # a size with no data at all: one "no data yet" panel, not a row of missing marks
+    empty = an.grouped_bar_data(rates.iloc[:0], ANIMALS, n_boot=30, models=["qwen-2.5-72b"])
+    pl.plot_grouped_bars(empty, *_out(tmp_path, "empty"))
+    svg = _svg_text(tmp_path, "empty")
+    assert "no data yet" in svg and "missing (no data)" in svg  # the legend entry
+    assert svg.count("missing") == 1  # ... and no per-bar marks
+    pl.plot_stacked(an.stacked_data(prefs, "qwen-2.5-72b", ANIMALS), *_out(tmp_path, "sempty"))
+    assert "no data yet" in _svg_text(tmp_path, "sempty")

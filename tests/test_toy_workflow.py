@@ -3,29 +3,46 @@ command runs it. One run is shared by every test here; it takes minutes."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from subliminal_scaling import io
 from subliminal_scaling.config import Sweep
+from subliminal_scaling.hub import LocalHub
 from subliminal_scaling.naming import NEUTRAL
 from subliminal_scaling.schedule import parse_dryrun
 
+from .conftest import REPO
 from .workflow_helpers import snakemake, workflow_copy
 
 pytestmark = pytest.mark.slow
 
 
+# Fake secrets in the toy's .env: the run must work with them present and leak them nowhere.
+FAKE_HF_TOKEN = "hf_FAKEtoken7Qx9Lm2Pz8Kd4Rt6Wv1Ys3"
+FAKE_WANDB_KEY = "fakewandbkey5b9e0c4d7a1f3e8b2c6d0a9f4e7b"
+SECRETS = (FAKE_HF_TOKEN.encode(), FAKE_WANDB_KEY.encode())
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     wf = workflow_copy(tmp_path_factory.mktemp("toy"))
+    (wf / ".env").write_text(f"HF_TOKEN={FAKE_HF_TOKEN}\nWANDB_API_KEY={FAKE_WANDB_KEY}\n")
     t0 = time.time()
     res = snakemake(wf, "--cores", "2", timeout=1500)
     seconds = time.time() - t0
     print(f"toy workflow: {seconds:.0f} s")
+    (wf / "toy_run.out").write_text(res.stdout)  # scanned for secrets with everything else
     assert res.returncode == 0, res.stdout[-5000:]
     config = yaml.safe_load((wf / "config" / "toy.yaml").read_text())
     return wf, Sweep(config), seconds
@@ -183,3 +200,261 @@ def test_a_recipe_change_reruns_training_and_dependants_only(toy_run):
         assert n_train == len(sweep.slugs) * len(sweep.conditions) * len(sweep.seeds)
     finally:
         path.write_text(original)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def _secret_hits(root: Path) -> tuple[int, list[str]]:
+    """Files under ``root`` (``.gz`` ones also decompressed) holding a fake secret, and the
+    number of files scanned. ``.env`` itself and symlinks (``src`` is the checkout) skipped."""
+    scanned, hits = 0, []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink() or path == root / ".env":
+                continue
+            data = path.read_bytes()
+            blobs = [data, gzip.decompress(data)] if name.endswith(".gz") else [data]
+            scanned += 1
+            if any(s in b for s in SECRETS for b in blobs):
+                hits.append(str(path.relative_to(root)))
+    return scanned, hits
+
+
+def test_no_secret_reaches_any_log_result_upload_or_wandb_file(toy_run):
+    wf = toy_run[0]
+    scanned, hits = _secret_hits(wf)
+    assert hits == []
+    for part in ("results/logs", "results/wandb", "results/hub", ".snakemake/log"):
+        assert any((wf / part).rglob("*")), part  # each was there to scan
+    assert scanned > 200
+    # the jobs did have the secrets: every rule script loads .env as this does
+    probe = wf.parent / "probe_env.py"
+    probe.write_text(
+        "import os\nfrom subliminal_scaling.logs import setup_logging\n"
+        "setup_logging(None, 'probe')\n"
+        "print(os.environ.get('HF_TOKEN') == os.environ['WANT_HF'],"
+        " os.environ.get('WANDB_API_KEY') == os.environ['WANT_WANDB'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "WANDB_API_KEY")}
+    env.update(PYTHONPATH=str(wf / "src"), WANT_HF=FAKE_HF_TOKEN, WANT_WANDB=FAKE_WANDB_KEY)
+    seen = subprocess.run(
+        [sys.executable, str(probe)], cwd=wf, env=env, capture_output=True, text=True
+    )
+    assert seen.stdout.split() == ["True", "True"], seen.stderr[-2000:]
+
+
+def test_env_file_is_git_ignored_and_never_published(toy_run):
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines()
+    assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO).returncode == 0
+    assert [p for p in (toy_run[0] / "results" / "hub").rglob(".env*")] == []
+
+
+# --------------------------------------------------------------------------- faults
+# Each test breaks a private copy of the finished toy world, for one (smallest model,
+# condition), and drives single targets. Faults are injected from outside: a sitecustomize
+# on PYTHONPATH patches the library in every process of that snakemake run.
+
+FAULTS = textwrap.dedent(
+    '''
+    """Test-only faults for the toy workflow's processes, chosen by TOY_FAULT."""
+    import os
+    import signal
+    from pathlib import Path
+
+    FAULT = os.environ.get("TOY_FAULT", "")
+    if FAULT:
+        import subliminal_scaling.hub as hub
+        import subliminal_scaling.io as io
+
+        kind, _, arg = FAULT.partition(":")
+
+        def crash_when(n_done):
+            if n_done >= int(arg):  # the job and snakemake at once, as a node crash
+                os.killpg(0, signal.SIGKILL)
+
+        if kind == "kill-after-chunks":
+            write_jsonl = io.write_jsonl
+
+            def after_chunk(path, rows):
+                n = write_jsonl(path, rows)
+                if Path(path).name.startswith("chunk-"):
+                    crash_when(len(list(Path(path).parent.glob("chunk-*.jsonl"))))
+                return n
+
+            io.write_jsonl = after_chunk
+        elif kind == "kill-after-evals":
+            write_json = io.write_json
+
+            def after_eval(path, obj):
+                write_json(path, obj)
+                if ".partial" in Path(path).parts and str(path).endswith(".json.gz"):
+                    crash_when(len(list(Path(path).parents[1].glob("seed*/epoch*.json.gz"))))
+
+            io.write_json = after_eval
+        elif kind == "hub-down":
+
+            class ServiceUnavailable(Exception):
+                status_code = 503
+
+            def down(src, dst):
+                raise ServiceUnavailable("503 Service Unavailable (simulated outage)")
+
+            hub._copy_file = down
+    '''
+)
+
+
+def _fork(toy_run, dest: Path) -> Path:
+    """A private copy of the finished toy world, mtimes and Snakemake metadata kept."""
+    shutil.copytree(toy_run[0], dest, symlinks=True, ignore=shutil.ignore_patterns("toy_run.out"))
+    return dest
+
+
+def _faulty(wf: Path, fault: str, *args: str):
+    """snakemake ARGS with TOY_FAULT injected, in its own process group."""
+    faults = wf.parent / "faults"
+    faults.mkdir(exist_ok=True)
+    (faults / "sitecustomize.py").write_text(FAULTS)
+    path = os.pathsep.join(p for p in (str(faults), os.environ.get("PYTHONPATH")) if p)
+    return snakemake(wf, *args, env={"TOY_FAULT": fault, "PYTHONPATH": path}, new_session=True)
+
+
+def _smallest(sweep: Sweep) -> str:
+    return min(sweep.models, key=lambda m: m.params).slug
+
+
+def _resume_after_kill(wf: Path, *targets: str):
+    unlock = snakemake(wf, "--unlock", "--cores", "1")
+    assert unlock.returncode == 0, unlock.stdout[-2000:]
+    res = snakemake(wf, *targets, "--cores", "1", "--rerun-incomplete")
+    assert res.returncode == 0, res.stdout[-4000:]
+    return res
+
+
+def test_killed_generation_resumes_from_its_chunks(toy_run, tmp_path):
+    """kill -9 (job and snakemake) after one chunk; the rerun reuses it, generates only the
+    rest and writes the very raw.jsonl of the uninterrupted toy run."""
+    wf, sweep = _fork(toy_run, tmp_path / "wf"), toy_run[1]
+    m = _smallest(sweep)
+    d = wf / "results" / m / "numbers" / NEUTRAL
+    clean, clean_meta = (d / "raw.jsonl").read_bytes(), io.read_json(d / "generation.json")
+    assert clean_meta["n_chunks"] >= 3
+    (d / "raw.jsonl").unlink()
+    (d / "generation.json").unlink()
+    shutil.rmtree(d / "chunks")
+    target = str((d / "raw.jsonl").relative_to(wf))
+    killed = _faulty(wf, "kill-after-chunks:1", target, "--cores", "1")
+    assert killed.returncode == -9, killed.stdout[-3000:]
+    assert sorted(p.name for p in (d / "chunks").glob("chunk-*")) == ["chunk-00000.jsonl"]
+    assert not (d / "raw.jsonl").exists()
+    first_mtime = (d / "chunks" / "chunk-00000.jsonl").stat().st_mtime_ns
+    _resume_after_kill(wf, target)
+    assert (d / "raw.jsonl").read_bytes() == clean  # nothing lost, duplicated or changed
+    meta = io.read_json(d / "generation.json")
+    assert (meta["n_chunks"], meta["n_chunks_reused"]) == (clean_meta["n_chunks"], 1)
+    assert (d / "chunks" / "chunk-00000.jsonl").stat().st_mtime_ns == first_mtime  # not redone
+
+
+def _wandb_runs(wf: Path) -> dict[str, int]:
+    """Offline wandb run folders per run id (each init, resumes included, makes one)."""
+    out: dict[str, int] = {}
+    for p in (wf / "results" / "wandb" / "wandb").glob("offline-run-*"):
+        run_id = p.name.rsplit("-", 1)[1]
+        out[run_id] = out.get(run_id, 0) + 1
+    return out
+
+
+def test_killed_evaluation_reuses_its_finished_evals(toy_run, tmp_path):
+    """kill -9 once seed 1's evals are checkpointed; the rerun reuses them, evaluates seed 2,
+    writes outputs equal to the uninterrupted run's and logs each seed to wandb once."""
+    wf, sweep = _fork(toy_run, tmp_path / "wf"), toy_run[1]
+    m, c = _smallest(sweep), sweep.animals[0]
+    first, second = sweep.seeds[0], sweep.seeds[1]
+    evals = [
+        f"results/{m}/eval/{c}/seed{s}/epoch{e}.json.gz" for s in sweep.seeds for e in sweep.epochs
+    ]
+    clean = {f: (wf / f).read_bytes() for f in evals}
+    for f in evals:
+        (wf / f).unlink()
+    partial = wf / "results" / m / "eval" / c / ".partial"
+    shutil.rmtree(partial)
+    runs_before = _wandb_runs(wf)
+    killed = _faulty(wf, f"kill-after-evals:{len(sweep.epochs)}", *evals, "--cores", "1")
+    assert killed.returncode == -9, killed.stdout[-3000:]
+    done = sorted(p.relative_to(partial).as_posix() for p in partial.glob("seed*/epoch*.json.gz"))
+    assert done == [f"seed{first}/epoch{e}.json.gz" for e in sweep.epochs]
+    assert not any((wf / f).exists() for f in evals)
+    assert _wandb_runs(wf) == runs_before  # a killed job has logged nothing
+    mtimes = {p: p.stat().st_mtime_ns for p in partial.glob("seed*/epoch*.json.gz")}
+    _resume_after_kill(wf, *evals)
+    assert {f: (wf / f).read_bytes() for f in evals} == clean  # CPU sampling is deterministic
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())  # reused, not recomputed
+    log = (wf / "results" / "logs" / "evaluate_student" / m / f"{c}.log").read_text()
+    for e in sweep.epochs:
+        assert f"seed {first} epoch {e}: reused" in log
+        assert f"seed {second} epoch {e}: evaluated" in log
+    runs_after = _wandb_runs(wf)
+    for s in sweep.seeds:
+        summary = io.read_json(
+            wf / "results" / m / "students" / c / f"seed{s}" / "train_summary.json"
+        )
+        run_id = summary["wandb_run_id"]
+        assert runs_after[run_id] == runs_before[run_id] + 1, run_id
+
+
+def test_hub_outage_fails_clearly_keeps_results_and_the_rerun_uploads(toy_run, tmp_path):
+    """Every publish attempt fails with a 503: retries with backoff, then one clear error;
+    nothing local is touched; without the fault the rerun publishes, and a forced second
+    rerun makes no new commit."""
+    wf, sweep = _fork(toy_run, tmp_path / "wf"), toy_run[1]
+    m, hub_cfg = _smallest(sweep), sweep.config["hub"]
+    d = wf / "results" / m / "numbers" / NEUTRAL
+    target = str((d / "upload.json").relative_to(wf))
+    repo_id = f"{hub_cfg['namespace']}/{m}-{NEUTRAL}-numbers"
+    hub = LocalHub(wf / hub_cfg["local_dir"], hub_cfg["namespace"])
+    (d / "upload.json").unlink()
+    shutil.rmtree(hub.repo_dir(repo_id, "dataset"))
+    local = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    failed = _faulty(wf, "hub-down", target, "--cores", "1")
+    assert failed.returncode != 0
+    error = (
+        f"HubError: local dataset {repo_id}: publish failed after {hub_cfg['max_retries'] + 1} "
+        "attempt(s): HTTP 503: 503 Service Unavailable (simulated outage)"
+    )
+    log = (wf / "results" / "logs" / "upload_numbers" / m / f"{NEUTRAL}.log").read_text()
+    assert error in log and error in failed.stdout
+    retries = [line for line in log.splitlines() if "; retry " in line]
+    assert [r.split("; retry ")[1] for r in retries] == [
+        f"{i + 1}/{hub_cfg['max_retries']} in {hub_cfg['backoff_s'] * 2**i:g} s"
+        for i in range(hub_cfg["max_retries"])
+    ]
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()} == local
+    assert hub.history(repo_id, "dataset") == []
+    ok = snakemake(wf, target, "--cores", "1")
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    assert io.read_json(d / "upload.json")["changed"] is True
+    assert len(hub.history(repo_id, "dataset")) == 1
+    again = snakemake(wf, target, "--cores", "1", "--forcerun", "upload_numbers")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert io.read_json(d / "upload.json")["changed"] is False
+    assert len(hub.history(repo_id, "dataset")) == 1
+
+
+def test_a_truncated_filtered_jsonl_stops_its_upload_naming_the_file(toy_run, tmp_path):
+    wf, sweep = _fork(toy_run, tmp_path / "wf"), toy_run[1]
+    m, hub_cfg = _smallest(sweep), sweep.config["hub"]
+    d = wf / "results" / m / "numbers" / NEUTRAL
+    repo_id = f"{hub_cfg['namespace']}/{m}-{NEUTRAL}-numbers"
+    hub = LocalHub(wf / hub_cfg["local_dir"], hub_cfg["namespace"])
+    published = hub.current_files(repo_id, "dataset")
+    data = (d / "filtered.jsonl").read_bytes()
+    (d / "filtered.jsonl").write_bytes(data[: len(data) - 7])  # cut inside the last line
+    target = str((d / "upload.json").relative_to(wf))
+    res = snakemake(wf, target, "--cores", "1")  # the edit makes upload_numbers rerun
+    assert res.returncode != 0
+    filtered = (d / "filtered.jsonl").relative_to(wf)
+    assert f"{filtered}: truncated" in res.stdout, res.stdout[-3000:]
+    assert hub.current_files(repo_id, "dataset") == published
+    assert len(hub.history(repo_id, "dataset")) == 1

@@ -1,15 +1,21 @@
 """The DAG as Snakemake sees it: lint-clean, the real sweep's job counts and the user's order
-(all generation first, largest model first; then training, largest first), and bad configs
-rejected before any job starts."""
+(all generation first, largest model first; then training, largest first), bad configs
+rejected before any job starts, and the `plots` snapshot built from partial results."""
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
 import yaml
 
+from subliminal_scaling import io
 from subliminal_scaling.schedule import gpu_order, parse_dryrun
+from subliminal_scaling.scoring import make_eval_record
 
 from .conftest import SIZES
 from .workflow_helpers import snakemake, workflow_copy
@@ -103,3 +109,152 @@ def test_bad_config_fails_before_any_job(wf, tmp_path, mutation, key):
     assert res.returncode != 0
     assert f"Invalid configuration: {key}" in res.stdout, res.stdout[-2000:]
     assert "Building DAG" not in res.stdout and not (wf / "results").exists()
+
+
+# --- `plots`: a snapshot of partial results -------------------------------------------------
+
+TOY_L, TOY_M, TOY_S = (f"qwen-2.5-toy-{x}-instruct" for x in "lms")
+TOY_ANIMALS = ["cat", "dolphin", "eagle"]
+SNAPSHOT_RULES = {
+    "aggregate_snapshot",
+    "fit_scaling",
+    "plot_grouped_bars",
+    "plot_stacked",
+    "plot_scaling",
+    "snapshot_report",
+    "plots",
+}
+
+
+def _write_eval(wf, model, condition, seed=None, epoch=None):
+    """A valid eval record, built by the library's own record builder, where the sweep puts it."""
+    rnd = random.Random(f"{model}/{condition}/{seed}/{epoch}")
+    words = [*TOY_ANIMALS, "owl", "fox", "lion"] + [condition] * 3 * (epoch or 0)
+    answers = [f"{rnd.choice(words).title()}." for _ in range(50)]
+    kind = "control" if condition == "control" else "student"
+    record = make_eval_record(
+        kind=kind, model=model, model_id=None, condition=condition, seed=seed, epoch=epoch,
+        backend="transformers", sampling=None, max_new_tokens=16, adapter=None,
+        questions=[f"q{i // 10}" for i in range(50)],
+        question_indices=[i // 10 for i in range(50)],
+        answers=answers, animals=TOY_ANIMALS,
+    )  # fmt: skip
+    rel = (
+        f"results/{model}/eval/control/standard.json.gz"
+        if kind == "control"
+        else f"results/{model}/eval/{condition}/seed{seed}/epoch{epoch}.json.gz"
+    )
+    io.write_json(wf / rel, record)
+    return rel
+
+
+@pytest.fixture(scope="module")
+def snapshot_wf(tmp_path_factory):
+    """Mid-sweep: the largest toy size fully evaluated, the middle one partly, the smallest not.
+
+    23 of the toy sweep's 51 evals: L's control and 16 student evals; M's neutral and cat
+    students, seed 2 evaluated at epoch 1 only (a partial student each).
+    """
+    wf = workflow_copy(tmp_path_factory.mktemp("snapshot"))
+    _write_eval(wf, TOY_L, "control")
+    for c in ["neutral", *TOY_ANIMALS]:
+        for seed in (1, 2):
+            for epoch in (1, 2):
+                _write_eval(wf, TOY_L, c, seed, epoch)
+    for c in ["neutral", "cat"]:
+        for seed, epoch in ((1, 1), (1, 2), (2, 1)):
+            _write_eval(wf, TOY_M, c, seed, epoch)
+    return wf
+
+
+def test_plots_schedules_no_gpu_job_and_all_still_needs_the_sweep(snapshot_wf):
+    res = snakemake(snapshot_wf, "-n", "plots", "--cores", "1")
+    assert res.returncode == 0, res.stdout[-3000:]
+    jobs = parse_dryrun(res.stdout)
+    assert {j.rule for j in jobs} == SNAPSHOT_RULES
+    assert all(j.gpu == 0 for j in jobs)
+    assert all(o.startswith("results/snapshot/") for j in jobs for o in j.outputs)
+    # one chart pair per size, including the size with no data yet
+    bars = {j.wildcards["model"] for j in jobs if j.rule == "plot_grouped_bars"}
+    assert bars == {TOY_L, TOY_M, TOY_S}
+    # the default target still builds the final figures from the complete sweep only
+    res = snakemake(snapshot_wf, "-n", "--cores", "2")
+    assert res.returncode == 0, res.stdout[-3000:]
+    counts = Counter(j.rule for j in parse_dryrun(res.stdout))
+    assert counts["evaluate_student"] == 12 and counts["evaluate_control"] == 3
+    assert counts["aggregate"] == 1 and counts["plot_grouped_bars"] == 3
+    assert not counts.keys() & {"aggregate_snapshot", "snapshot_report"}
+
+
+HOLD_SNAKEFILE = """
+rule all:
+    input: "hold.done"
+
+rule produce:
+    output: "{out}"
+    shell: "cp staged.json.gz {{output}}"
+
+rule hold:
+    input: "{out}"
+    output: "hold.done"
+    shell: "for i in $(seq 600); do [ -f release ] && break; sleep 0.5; done; touch {{output}}"
+"""
+
+
+@pytest.mark.slow
+def test_plots_runs_beside_a_sweep_and_reruns_on_new_evals(snapshot_wf):
+    wf = snapshot_wf
+    # Another Snakemake holds the directory's lock while one of its outputs, S's control
+    # eval, already exists: as the sweep does for every eval it has written since it started.
+    s_control = f"results/{TOY_S}/eval/control/standard.json.gz"
+    (wf / "staged.json.gz").write_bytes((wf / _write_eval(wf, TOY_S, "control")).read_bytes())
+    (wf / s_control).unlink()
+    (wf / "hold.smk").write_text(HOLD_SNAKEFILE.format(out=s_control))
+    hold = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "-s", "hold.smk", "--cores", "1"],
+        cwd=wf, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (wf / s_control).exists():
+            assert hold.poll() is None and time.time() < deadline, "helper run did not start"
+            time.sleep(0.5)
+        res = snakemake(wf, "--cores", "2", "plots")
+        assert res.returncode == 0, res.stdout[-3000:]
+        assert hold.poll() is None, "the other run must hold its lock throughout"
+    finally:
+        (wf / "release").touch()
+        hold.wait(timeout=120)
+
+    snap = wf / "results" / "snapshot"
+    for m in (TOY_L, TOY_M, TOY_S):
+        for chart in ("grouped_bars", "stacked"):
+            for ext in ("png", "svg"):
+                assert (snap / "plots" / m / f"{chart}.{ext}").stat().st_size > 1000
+    for fig in ("scaling", "effect_per_animal", "effect_per_epoch"):
+        for ext in ("png", "svg"):
+            assert (snap / "plots" / f"{fig}.{ext}").stat().st_size > 1000
+    assert not (wf / "results" / "plots").exists() and not (wf / "results" / "summary").exists()
+    cov = io.read_json(snap / "summary" / "coverage.json")
+    assert (cov["scope"], cov["n_evals"], cov["n_expected"]) == ("snapshot", 24, 51)
+    assert cov["models"][TOY_M]["students_partial"] == 2 and cov["models"][TOY_S]["control"]
+    assert cov["models_without_data"] == [TOY_S]
+    fit = io.read_json(snap / "summary" / "scaling_fit.json")
+    assert fit["n_points"] == 2 and fit["preferred"] is None  # too few sizes: flagged, no fit
+    report = (snap / "summary" / "report.md").read_text()
+    assert "snapshot (sweep in progress)" in report and "24 of 51 evaluations" in report
+    svg = (snap / "plots" / TOY_S / "grouped_bars.svg").read_text()
+    assert "SNAPSHOT (24/51 evals)" in svg and ">missing<" in svg  # S: control only
+    assert "ep 1" in (snap / "plots" / TOY_M / "grouped_bars.svg").read_text()
+
+    # nothing new: nothing to do; a new eval file: the snapshot reruns, still without GPU jobs
+    res = snakemake(wf, "-n", "plots")
+    assert res.returncode == 0 and "Nothing to be done" in res.stdout, res.stdout[-2000:]
+    _write_eval(wf, TOY_M, "cat", 2, 2)
+    res = snakemake(wf, "-n", "plots")
+    assert res.returncode == 0, res.stdout[-3000:]
+    jobs = parse_dryrun(res.stdout)
+    assert (
+        "aggregate_snapshot" in {j.rule for j in jobs} and {j.rule for j in jobs} <= SNAPSHOT_RULES
+    )
+    assert "Params have changed" in res.stdout and "25 eval files" in res.stdout

@@ -26,8 +26,18 @@ def workflow_copy(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900, env: dict | None = None):
-    """``snakemake ARGS`` in ``workdir``; returns the CompletedProcess (stdout+stderr merged)."""
+def snakemake(
+    workdir: Path,
+    *args: str,
+    timeout: int = 900,
+    env: dict | None = None,
+    new_session: bool = False,
+):
+    """``snakemake ARGS`` in ``workdir``; returns the CompletedProcess (stdout+stderr merged).
+
+    ``new_session``: run it in its own process group, so a job may SIGKILL the whole group
+    (snakemake and its jobs, as a node crash would) without killing the test.
+    """
     full_env = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
@@ -37,4 +47,5 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, env: dict | None = 
         text=True,
         timeout=timeout,
         env=full_env,
+        start_new_session=new_session,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,9 +33,12 @@ import pandas as pd
 from .naming import CONTROL, NEUTRAL
 
 STUDENT = "student"
+SURVEY = "survey"  # the kind of the users' earlier survey records (see survey.py)
+CONTROL_KINDS = (CONTROL, SURVEY)  # the two sources a control bar can come from
 MEAN_ANIMAL = "mean"  # the ``animal`` label of transfer_effect's mean-over-animals rows
 OTHER = "other"  # the stacked charts' remainder segment
 BARS = ("control", "neutral", "animal")
+ALT_CONTROL = "alt_control"  # chart 1's extra bar: the control source not chosen in config
 ID_COLUMNS = ["model", "params", "kind", "condition", "seed", "epoch"]
 PREFERENCE_COLUMNS = [*ID_COLUMNS, "question_index", "answer", "count", "total"]
 TARGET_RATE_COLUMNS = [*ID_COLUMNS, "question_index", "animal", "hits", "total"]
@@ -43,6 +47,7 @@ GROUPED_BAR_COLUMNS = [
     "params",
     "animal",
     "bar",
+    "source",
     "rate",
     "ci_low",
     "ci_high",
@@ -200,6 +205,94 @@ def _finish(parts: list[pd.DataFrame], columns: list[str], order: list[str]) -> 
     return df.sort_values(sort, na_position="first", kind="stable").reset_index(drop=True)
 
 
+def read_eval_records(
+    evals: Sequence[str | os.PathLike[str]],
+    surveys: Sequence[str | os.PathLike[str]] = (),
+    only_existing: bool = False,
+) -> tuple[list[dict[str, Any]], int]:
+    """Eval records from eval files and ingested-survey files, and how many were absent.
+
+    ``only_existing`` is for a snapshot: ``evals`` are all of the sweep's eval paths and
+    those not written yet are skipped (a snapshot beside a running sweep shows what exists).
+    Otherwise a missing file raises ``InputFileError``.
+    """
+    from .io import read_json
+
+    records: list[dict[str, Any]] = []
+    absent = 0
+    for path, survey in [*((p, False) for p in evals), *((p, True) for p in surveys)]:
+        if only_existing and not os.path.isfile(path):
+            absent += 1
+            continue
+        data = read_json(path)
+        records += data["records"] if survey else [data]
+    return records, absent
+
+
+def coverage(
+    records: Iterable[Mapping[str, Any]],
+    models: Sequence[str],
+    conditions: Sequence[str],
+    seeds: Sequence[int],
+    epochs: Sequence[int],
+    scope: str = "final",
+) -> dict[str, Any]:
+    """How much of the sweep a set of eval records covers: overall, per model, per student.
+
+    Figures built from a mid-sweep snapshot state this, so a reader knows a bar is not final.
+    Only the records' identities are read (``kind``, ``model``, ``condition``, ``seed``,
+    ``epoch``). A student is *partial* when some of its epochs are evaluated but not the
+    sweep's last one: "final epoch" charts then show it at its latest evaluated epoch.
+    ``n_evals``/``n_expected`` count student evals plus one base-model control per model
+    (the optional survey is reported separately, in ``survey_models``).
+    """
+    final_epoch = max(epochs)
+    expected_students = {(c, int(s)) for c in conditions for s in seeds}
+    epochs_of: dict[tuple[str, str, int], set[int]] = {}
+    controls, surveys = set(), set()
+    for rec in records:
+        if rec["kind"] == STUDENT:
+            key = (rec["model"], rec["condition"], int(rec["seed"]))
+            if key[1:] in expected_students and int(rec["epoch"]) in epochs:
+                epochs_of.setdefault(key, set()).add(int(rec["epoch"]))
+        elif rec["kind"] == CONTROL:
+            controls.add(rec["model"])
+        elif rec["kind"] == SURVEY:
+            surveys.add(rec["model"])
+    per_model: dict[str, dict[str, Any]] = {}
+    for m in models:
+        mine = {k[1:]: e for k, e in epochs_of.items() if k[0] == m}
+        n = sum(len(e) for e in mine.values())
+        per_model[m] = {
+            "student_evals": n,
+            "student_evals_expected": len(expected_students) * len(epochs),
+            "control": m in controls,
+            "survey": m in surveys,
+            "students_started": len(mine),
+            "students_at_final_epoch": sum(final_epoch in e for e in mine.values()),
+            "students_partial": sum(final_epoch not in e for e in mine.values()),
+            "students_expected": len(expected_students),
+            "conditions_complete": [
+                c
+                for c in conditions
+                if all(len(mine.get((c, int(s)), ())) == len(epochs) for s in seeds)
+            ],
+        }
+    n_evals = sum(v["student_evals"] + v["control"] for v in per_model.values())
+    n_expected = sum(v["student_evals_expected"] + 1 for v in per_model.values())
+    return {
+        "scope": scope,
+        "complete": n_evals == n_expected,
+        "n_evals": n_evals,
+        "n_expected": n_expected,
+        "final_epoch": final_epoch,
+        "students_partial": sum(v["students_partial"] for v in per_model.values()),
+        "models_without_data": [m for m, v in per_model.items() if not v["student_evals"]],
+        "survey_models": sorted(surveys),
+        "models": per_model,
+    }
+
+
 def rate_table(
     table: pd.DataFrame, animals: Sequence[str], view: View = "reference"
 ) -> pd.DataFrame:
@@ -233,15 +326,16 @@ def rate_table(
     return out[TARGET_RATE_COLUMNS]
 
 
-def select_epoch(
-    table: pd.DataFrame, epoch: int | None = None, control_kind: str = CONTROL
-) -> pd.DataFrame:
-    """Student rows at ``epoch`` (None: each student's own final epoch) plus all control rows.
+def select_epoch(table: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
+    """Student rows at ``epoch`` (None: each student's own final epoch) plus every control row.
 
-    With ``epoch=None`` a student whose later epochs are not evaluated yet contributes its
-    latest available epoch; ``epoch_min``/``epoch_max`` in the outputs show when that happens.
+    Control rows of both sources (the project's ``control`` evals and the users' ``survey``)
+    are kept; the callers pick the source they draw. With ``epoch=None`` a student whose later
+    epochs are not evaluated yet (a mid-sweep snapshot) contributes its latest available
+    epoch; ``epoch_min``/``epoch_max`` in the outputs show when that happens, and the charts
+    mark it.
     """
-    control = table[table["kind"] == control_kind]
+    control = table[table["kind"] != STUDENT]
     students = table[table["kind"] == STUDENT]
     if epoch is None:
         last = students.groupby(["model", "condition", "seed"], dropna=False)["epoch"].transform(
@@ -434,22 +528,28 @@ def cluster_bootstrap(
 # --- bars: control / neutral / animal ------------------------------------------------------
 
 
-def _bar_cells(rates: pd.DataFrame, animals: Sequence[str], control_kind: str) -> pd.DataFrame:
-    """One row per (model, animal, bar, source condition, seed, question) with its rate."""
+def _bar_cells(
+    rates: pd.DataFrame, animals: Sequence[str], control_kind: str, students: bool = True
+) -> pd.DataFrame:
+    """One row per (model, animal, bar, source, seed, question) with its rate.
+
+    ``qscope`` separates the survey's single pseudo-question (index -1: it kept no question
+    ids) from the eval questions, so resampling questions never mixes the two.
+    """
     r = rates[rates["animal"].isin(list(animals)) & (rates["total"] > 0)]
-    r = r.assign(value=r["hits"] / r["total"])
+    r = r.assign(value=r["hits"] / r["total"], qscope=r["kind"] == SURVEY)
     student = r["kind"] == STUDENT
-    parts = [
-        r[r["kind"] == control_kind].assign(bar="control", src=CONTROL),
-        r[student & (r["condition"] == NEUTRAL)].assign(bar="neutral", src=NEUTRAL),
-        r[student & (r["condition"] == r["animal"])].assign(bar="animal"),
-    ]
-    parts[2] = parts[2].assign(src=parts[2]["condition"])
+    parts = [r[r["kind"] == control_kind].assign(bar="control", src=control_kind)]
+    if students:
+        parts += [
+            r[student & (r["condition"] == NEUTRAL)].assign(bar="neutral", src=NEUTRAL),
+            r[student & (r["condition"] == r["animal"])].assign(bar="animal"),
+        ]
+        parts[2] = parts[2].assign(src=parts[2]["condition"])
     cells = pd.concat(parts, ignore_index=True)
     cells["seed"] = cells["seed"].astype("Int64").fillna(-1).astype("int64")
-    return cells[
-        ["model", "params", "animal", "bar", "src", "seed", "epoch", "question_index", "value"]
-    ]
+    columns = ["model", "params", "animal", "bar", "src", "seed", "epoch", "question_index"]
+    return cells[[*columns, "qscope", "value"]]
 
 
 def _bar_samples(
@@ -459,9 +559,10 @@ def _bar_samples(
     n_boot: int,
     seed: int,
     salt: Any = None,
+    students: bool = True,
 ) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Per model: bar groups (animal, bar) and their paired bootstrap replicates."""
-    cells = _bar_cells(rates, animals, control_kind)
+    cells = _bar_cells(rates, animals, control_kind, students)
     out: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     for model, cm in cells.groupby("model", sort=True):
         groups, samples = bootstrap_samples(
@@ -469,7 +570,7 @@ def _bar_samples(
             "value",
             ["seed", "question_index"],
             group_cols=["animal", "bar"],
-            strata={"seed": ["src"]},
+            strata={"seed": ["src"], "question_index": ["qscope"]},
             n_boot=n_boot,
             seed=_rng(seed, model, salt),
         )
@@ -491,6 +592,23 @@ def _params_by_model(table: pd.DataFrame) -> dict[str, float]:
     return table.groupby("model")["params"].first().astype(float).to_dict()
 
 
+def _bar_row(groups: pd.DataFrame, i: int | None, lo: Any, hi: Any) -> dict[str, Any]:
+    """The statistics of one bar (group ``i`` of ``groups``), or a missing bar if None."""
+    if i is None:
+        row = {"rate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0}
+        return row | {"epoch_min": pd.NA, "epoch_max": pd.NA, "missing": True}
+    g = groups.iloc[i]
+    # a bar with one seed level and one question level has nothing to resample (the survey:
+    # no seeds, no question ids): its interval is unknown, not zero-width
+    levels = [g[c] for c in groups.columns if c.startswith("n_")]
+    if all(n <= 1 for n in levels):
+        lo_i, hi_i = np.nan, np.nan
+    else:  # a rate lives in [0, 1]; the small-sample widening can overshoot it
+        lo_i, hi_i = float(np.clip(lo[i], 0.0, 1.0)), float(np.clip(hi[i], 0.0, 1.0))
+    row = {"rate": g["estimate"], "ci_low": lo_i, "ci_high": hi_i, "n_seeds": int(g["n_seed"])}
+    return row | {"epoch_min": g["epoch_min"], "epoch_max": g["epoch_max"], "missing": False}
+
+
 def grouped_bar_data(
     table: pd.DataFrame,
     animals: Sequence[str],
@@ -500,45 +618,61 @@ def grouped_bar_data(
     n_boot: int = 1000,
     seed: int = 0,
     models: Sequence[str] | None = None,
+    alt_control_kind: str | None = "auto",
 ) -> pd.DataFrame:
-    """Three bars per (model, animal): base model, neutral-teacher students, that animal's students.
+    """Per (model, animal): base model, neutral-teacher students, that animal's students.
 
     ``table`` is ``target_rates`` for ``view="reference"`` or ``preferences`` for
-    ``view="normalised"``. ``epoch=None`` uses each student's final epoch. ``models`` lists
-    models to report even when they have no data (all their bars then come out missing).
-    Columns: ``GROUPED_BAR_COLUMNS`` = model, params, animal, bar ("control" | "neutral" |
-    "animal"), rate (0..1), ci_low, ci_high, n_seeds, epoch_min, epoch_max (students' epochs
-    used; NA for control), missing.
+    ``view="normalised"``. ``epoch=None`` uses each student's final epoch (its latest
+    evaluated one, mid-sweep). ``models`` lists models to report even when they have no data
+    (all their bars then come out missing). ``control_kind`` picks the source of the
+    ``control`` bar (``"control"``: this project's base-model eval; ``"survey"``: the users'
+    earlier survey). The other source (``alt_control_kind``; "auto" = the one not chosen,
+    None = none) adds an ``alt_control`` bar for the models that have it, drawn beside the
+    control; a model without it simply has no such rows (absent, not zero). A control bar
+    with nothing to resample (the survey: no seeds, no question ids) has NaN CI bounds.
+    Columns: ``GROUPED_BAR_COLUMNS`` = model, params, animal, bar ("control" | "alt_control"
+    | "neutral" | "animal"), source (eval kind for control bars, student condition
+    otherwise), rate (0..1), ci_low, ci_high, n_seeds, epoch_min, epoch_max (students' epochs
+    used; NA for controls), missing.
     """
-    rates = select_epoch(rate_table(table, animals, view), epoch, control_kind)
+    if control_kind not in CONTROL_KINDS:
+        raise ValueError(f"control_kind must be one of {CONTROL_KINDS}, got {control_kind!r}")
+    if alt_control_kind == "auto":
+        alt_control_kind = next(k for k in CONTROL_KINDS if k != control_kind)
+    rates = select_epoch(rate_table(table, animals, view), epoch)
     params = _params_by_model(table)
     models = list(models) if models is not None else sorted(params, key=lambda m: params[m])
     per_model = _bar_samples(rates, animals, control_kind, n_boot, seed, salt=epoch)
+    alt = {}
+    if alt_control_kind is not None:
+        alt = _bar_samples(
+            rates, animals, alt_control_kind, n_boot, seed, salt=(epoch, "alt"), students=False
+        )
+    empty = (pd.DataFrame(columns=["animal", "bar"]), None)
     rows = []
     for model in models:
-        groups, samples = per_model.get(model, (pd.DataFrame(columns=["animal", "bar"]), None))
-        lo, hi = ([], []) if samples is None else percentile_ci(samples, 0.95, *_est_df(groups))
-        found = {(g.animal, g.bar): i for i, g in enumerate(groups.itertuples(index=False))}
+        blocks = [("main", *per_model.get(model, empty))]
+        if model in alt:
+            blocks.append(("alt", *alt[model]))
+        stats: dict[tuple[str, str], dict[str, Any]] = {}
+        for name, groups, samples in blocks:
+            lo, hi = ([], []) if samples is None else percentile_ci(samples, 0.95, *_est_df(groups))
+            for i, g in enumerate(groups.itertuples(index=False)):
+                bar = ALT_CONTROL if name == "alt" else g.bar
+                stats[(g.animal, bar)] = _bar_row(groups, i, lo, hi)
+        bars = ["control", *([ALT_CONTROL] if model in alt else []), "neutral", "animal"]
         for animal in animals:
-            for bar in BARS:
-                i = found.get((animal, bar))
+            for bar in bars:
+                source = {"control": control_kind, ALT_CONTROL: alt_control_kind}
                 row = {"model": model, "params": params.get(model, np.nan), "animal": animal}
-                row["bar"] = bar
-                if i is None:
-                    row |= {"rate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_seeds": 0}
-                    row |= {"epoch_min": pd.NA, "epoch_max": pd.NA, "missing": True}
-                else:
-                    g = groups.iloc[i]
-                    # a rate lives in [0, 1]; the small-sample widening can overshoot it
-                    row |= {
-                        "rate": g["estimate"],
-                        "ci_low": max(0.0, lo[i]),
-                        "ci_high": min(1.0, hi[i]),
-                    }
-                    row |= {"n_seeds": int(g["n_seed"]), "missing": False}
-                    row |= {"epoch_min": g["epoch_min"], "epoch_max": g["epoch_max"]}
-                    if bar == "control":
-                        row |= {"epoch_min": pd.NA, "epoch_max": pd.NA}
+                row |= {
+                    "bar": bar,
+                    "source": source.get(bar, NEUTRAL if bar == "neutral" else animal),
+                }
+                row |= stats.get((animal, bar)) or _bar_row(empty[0], None, [], [])
+                if bar in source:
+                    row |= {"epoch_min": pd.NA, "epoch_max": pd.NA}
                 rows.append(row)
     out = pd.DataFrame(rows, columns=GROUPED_BAR_COLUMNS)
     return _typed(out, ints=("n_seeds",), nullable=("epoch_min", "epoch_max"))
@@ -583,7 +717,7 @@ def stacked_data(
     variant_index, answer (kept answer or "other"), segment_index (0 = most common, top_k or
     fewer = "other"), share (0..1), n_seeds, epoch_min, epoch_max, missing.
     """
-    prefs = select_epoch(preferences[preferences["model"] == model], epoch, control_kind)
+    prefs = select_epoch(preferences[preferences["model"] == model], epoch)
     # an empty normalised answer read back from CSV is NaN; it is still an answer ("")
     prefs = prefs.assign(frac=prefs["count"] / prefs["total"], answer=prefs["answer"].fillna(""))
     student = prefs["kind"] == STUDENT

@@ -15,12 +15,27 @@ import yaml
 
 from .naming import NEUTRAL, model_slug
 
+# Speed knobs: they change how a step is computed, never which examples or which loss.
+SPEED_DEFAULTS: dict[str, Any] = {
+    "padding_free": False,
+    "liger_kernel": False,
+    "torch_compile": False,
+    "pad_to_multiple_of": None,
+}
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "config.schema.yaml"
 
 # Priorities: all generation first (largest model first), then per size, largest first,
 # its evaluations just above its trainings so results appear while the sweep runs.
 GENERATION_PRIORITY_BASE = 10_000
 TRAIN_PRIORITY_BASE = 1_000
+# GPU rules and the config section whose backend decides their GPU count (None: always one).
+GPU_RULE_SECTIONS: dict[str, str | None] = {
+    "generate_numbers": "generation",
+    "train_student": None,
+    "evaluate_student": "evaluation",
+    "evaluate_control": "evaluation",
+}
 
 
 class ConfigError(ValueError):
@@ -168,8 +183,18 @@ class Sweep:
         return self.model(slug).id
 
     def train_setting(self, slug: str, key: str) -> Any:
-        """A per-size training knob (micro_batch, gradient_checkpointing, attn_implementation)."""
-        return self.model(slug).raw.get("train", {}).get(key, self.config["training"][key])
+        """A per-size training knob (micro_batch, gradient_checkpointing, attn_implementation,
+        and the speed knobs, which default to off when a config predates them)."""
+        default = self.config["training"].get(key, SPEED_DEFAULTS.get(key))
+        if key not in self.config["training"] and key not in SPEED_DEFAULTS:
+            raise KeyError(f"training.{key}")
+        return self.model(slug).raw.get("train", {}).get(key, default)
+
+    def training_for(self, slug: str) -> dict[str, Any]:
+        """``training`` with this size's overrides applied: what one student trains with."""
+        out = {**SPEED_DEFAULTS, **self.config["training"]}
+        out.update(self.model(slug).raw.get("train", {}))
+        return out
 
     def grad_accum(self, slug: str) -> int:
         m = self.model(slug)
@@ -193,3 +218,18 @@ class Sweep:
     def eval_priority(self, slug: str) -> int:
         """Above every training of the same size, below every training of a larger one."""
         return TRAIN_PRIORITY_BASE + 100 * self._size_rank(slug) + 50
+
+    def job_gpus(self, rule: str) -> int:
+        """GPUs one job of a GPU rule takes: vLLM's tensor-parallel size for generation and
+        evaluation, else one (a student trains in one process; transformers uses one GPU)."""
+        section = GPU_RULE_SECTIONS.get(rule)
+        if section is None:
+            return 1
+        cfg = self.config[section]
+        return int(cfg["vllm"]["tensor_parallel_size"]) if cfg["backend"] == "vllm" else 1
+
+    def cluster_request(self, slug: str, rule: str, key: str) -> int:
+        """A GPU job's scheduler request (``mem_mb``, or ``runtime`` in minutes): the size's
+        ``models[].cluster`` value, else the top-level ``cluster`` one."""
+        own = self.model(slug).raw.get("cluster", {}).get(key, {})
+        return int(own.get(rule, self.config["cluster"][key][rule]))

@@ -12,6 +12,7 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ HISTORY_FILE = ".commits.jsonl"
 HF_ENDPOINT = "https://huggingface.co"
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*")
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class HubError(RuntimeError):
@@ -136,11 +138,24 @@ class LocalHub:
     never a mix.
     """
 
-    def __init__(self, root: str | os.PathLike[str], namespace: str = "local") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        namespace: str = "local",
+        max_retries: int = 5,
+        backoff_s: float = 2.0,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", namespace):
             raise ValueError(f"invalid namespace {namespace!r}")
+        if max_retries < 0 or backoff_s < 0:
+            raise ValueError("max_retries and backoff_s must be >= 0")
         self.root = Path(root).resolve()
         self.namespace = namespace
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"LocalHub(root={str(self.root)!r}, namespace={self.namespace!r})"
@@ -178,12 +193,34 @@ class LocalHub:
         """Replace the repo's files with ``folder``'s; no commit if they are already equal.
 
         Returns ``{repo_id, repo_type, commit, changed, url, files}``. ``private`` is recorded
-        in the commit entry only (a local folder has no visibility).
+        in the commit entry only (a local folder has no visibility). Failures go through the
+        same retries as ``HfHub``'s (``call_with_retries``): a failed attempt leaves the repo
+        as it was, so the next one starts clean.
         """
         repo = self.repo_dir(repo_id, repo_type)
         files = local_files(folder)
         if HISTORY_FILE in files:
             raise ValueError(f"{folder}: may not contain {HISTORY_FILE} (the local history file)")
+        return call_with_retries(
+            f"local {repo_type} {repo_id}: publish",
+            lambda: self._publish_once(
+                repo_id, repo_type, repo, Path(folder), files, commit_message, private
+            ),
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            sleep=self._sleep,
+        )
+
+    def _publish_once(
+        self,
+        repo_id: str,
+        repo_type: RepoType,
+        repo: Path,
+        folder: Path,
+        files: dict[str, str],
+        commit_message: str,
+        private: bool,
+    ) -> dict[str, Any]:
         with self._lock(repo):
             self._recover(repo)
             history = _read_history(repo / HISTORY_FILE)
@@ -302,6 +339,45 @@ def is_transient(exc: BaseException) -> bool:
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
 
 
+def call_with_retries(
+    what: str,
+    fn: Callable[[], _T],
+    *,
+    max_retries: int,
+    backoff_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    scrub: Callable[[str], str] = lambda text: text,
+) -> _T:
+    """Run ``fn``; retry transient failures (``is_transient``) with exponential backoff.
+
+    Each retry is logged as a warning. The final failure, or any non-transient one, raises a
+    one-line ``HubError`` that says what failed, after how many attempts, and why; ``scrub``
+    removes secrets from every message. Both hub backends publish through this.
+    """
+    attempts = max_retries + 1
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            transient = is_transient(exc)
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            status = _status_code(exc)
+            kind = f"HTTP {status}" if status is not None else type(exc).__name__
+            if transient and attempt < attempts - 1:
+                delay = backoff_s * 2**attempt
+                log.warning(
+                    scrub(
+                        f"{what}: {kind}: {detail}; retry {attempt + 1}/{max_retries} "
+                        f"in {delay:g} s"
+                    )
+                )
+                sleep(delay)
+                continue
+            tries = f"after {attempt + 1} attempt(s)" if transient else "(not retried)"
+            raise HubError(scrub(f"{what} failed {tries}: {kind}: {detail}")) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class HfHub:
     """The Hugging Face Hub via ``huggingface_hub.HfApi``, with retries and explicit idempotence.
 
@@ -343,23 +419,14 @@ class HfHub:
         return re.sub(r"hf_[A-Za-z0-9]{20,}", "hf_***", text)
 
     def _call(self, what: str, fn: Callable[[], _T]) -> _T:
-        """Run ``fn``, retrying transient failures with exponential backoff."""
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return fn()
-            except Exception as exc:
-                transient = is_transient(exc)
-                if transient and attempt < attempts - 1:
-                    self._sleep(self.backoff_s * 2**attempt)
-                    continue
-                detail = " ".join(str(exc).split()) or type(exc).__name__
-                status = _status_code(exc)
-                kind = f"HTTP {status}" if status is not None else type(exc).__name__
-                tries = f"after {attempt + 1} attempt(s)" if transient else "(not retried)"
-                message = f"{what} failed {tries}: {kind}: {detail}"
-                raise HubError(self._scrub(message)) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        return call_with_retries(
+            what,
+            fn,
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            sleep=self._sleep,
+            scrub=self._scrub,
+        )
 
     # -- API
 
@@ -455,7 +522,12 @@ def make_hub(cfg: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Hu
     if backend == "local":
         if not cfg.get("local_dir"):
             raise ValueError("hub config: backend 'local' needs local_dir")
-        return LocalHub(cfg["local_dir"], namespace=cfg.get("namespace") or "local")
+        return LocalHub(
+            cfg["local_dir"],
+            namespace=cfg.get("namespace") or "local",
+            max_retries=int(cfg.get("max_retries", 5)),
+            backoff_s=float(cfg.get("backoff_s", 2.0)),
+        )
     if backend == "hf":
         return HfHub(
             token=env.get("HF_TOKEN") or None,

@@ -53,11 +53,20 @@ def setup_logging(
 
 
 def configure_logging(snakemake: Any, level: int = logging.INFO) -> logging.Logger:
-    """``setup_logging`` for a rule script: its ``log:`` file, rule name and threads."""
+    """``setup_logging`` for a rule script: its ``log:`` file, rule name and threads.
+
+    A job that asks for ``resources: gpu=N`` also claims N GPUs of this host here, before any
+    CUDA use, and pins itself to them (``CUDA_VISIBLE_DEVICES``, logged): Snakemake counts
+    GPUs but never says which one a job gets. See ``subliminal_scaling.gpu_pool``.
+    """
+    from .gpu_pool import claim_for_job
+
     log = getattr(snakemake, "log", None)
-    return setup_logging(
+    logger = setup_logging(
         str(log[0]) if log else None,
         getattr(snakemake, "rule", "workflow"),
         int(getattr(snakemake, "threads", 1) or 1),
         level,
     )
+    claim_for_job(snakemake, logger)
+    return logger

@@ -23,19 +23,20 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from .analysis import FORMS, MEAN_ANIMAL, OTHER, predict
+from .analysis import ALT_CONTROL, FORMS, MEAN_ANIMAL, OTHER, SURVEY, predict
 from .io import atomic_path
 
 PathLike = str | os.PathLike[str]
 
 CONTROL_STYLE = {"facecolor": "#d0d0d0", "edgecolor": "#555555", "hatch": "///"}
+ALT_CONTROL_STYLE = {"facecolor": "white", "edgecolor": "#555555", "hatch": "..."}
 NEUTRAL_STYLE = {"facecolor": "#a6cee3", "edgecolor": "#1f78b4"}
 ANIMAL_STYLE = {"facecolor": "#d95f02", "edgecolor": "#7f3500"}
 OTHER_COLOUR = "#d9d9d9"
 MISSING_COLOUR = "#7a7a7a"
 FORM_LABELS = {
     "log_linear": "log-linear: a + b·log₁₀N",
-    "power": "power law: a·N^b",
+    "power": "power law: a·Nᵇ",
     "quadratic_log": "quadratic in log₁₀N",
 }
 FORM_STYLES = {
@@ -77,7 +78,9 @@ def size_label(model: str | None, params: float | None = None) -> str:
         return str(model)
     if params >= 1e9:
         return f"{params / 1e9:.3g}B"
-    return f"{params / 1e6:.3g}M"
+    if params >= 1e6:
+        return f"{params / 1e6:.3g}M"
+    return f"{params / 1e3:.3g}k"  # the toy models: "40.3k", not "0.0403M"
 
 
 def _umask_mode() -> int:
@@ -126,6 +129,54 @@ def _seed_note(n: pd.Series) -> str:
         return ""
     lo, hi = int(n.min()), int(n.max())
     return f"Mean over {lo} seeds." if lo == hi else f"Mean over {lo}–{hi} seeds."
+
+
+def coverage_note(
+    coverage: Mapping[str, Any] | None, model: str | None = None, latest_epoch: bool = True
+) -> str:
+    """What a figure is built from when it is not the complete sweep ("" when it is).
+
+    ``coverage`` is ``analysis.coverage``'s dict; ``model`` narrows the counts to one size
+    (the per-size charts label partial students' bars themselves, so the note does not).
+    ``latest_epoch`` says the figure shows each student at its latest evaluated epoch (not
+    so for per-epoch curves), which mid-sweep may be short of the last one.
+    """
+    if not coverage or (coverage.get("complete") and coverage.get("scope") != "snapshot"):
+        return ""
+    n, total = coverage["n_evals"], coverage["n_expected"]
+    if coverage["complete"]:
+        return f"Snapshot: all {total:,} evaluations available (the sweep is complete)."
+    head = "Snapshot of the sweep in progress" if coverage["scope"] == "snapshot" else "Partial"
+    text = f"{head}: {n:,} of {total:,} evaluations available"
+    per_model = coverage.get("models") or {}
+    partial = coverage.get("students_partial", 0)
+    if model is not None and model in per_model:
+        m = per_model[model]
+        text += (
+            f"; this size: {m['student_evals']:,} of {m['student_evals_expected']:,} "
+            "student evaluations"
+        )
+        if not m["control"]:
+            text += ", base-model control not evaluated yet"
+        partial = 0
+    elif coverage.get("models_without_data"):
+        names = ", ".join(size_label(s) for s in coverage["models_without_data"])
+        text += f"; no student data yet for {names}"
+    text += "."
+    if partial and latest_epoch:
+        text += (
+            f" {partial} student{'s' if partial > 1 else ''} not yet evaluated at the last "
+            f"epoch ({coverage['final_epoch']}) {'are' if partial > 1 else 'is'} shown at "
+            "the latest evaluated epoch."
+        )
+    return text
+
+
+def coverage_title(coverage: Mapping[str, Any] | None, title: str) -> str:
+    """``title``, prefixed with "SNAPSHOT (n/N evals)" for a snapshot's figures."""
+    if not coverage or coverage.get("scope") != "snapshot":
+        return title
+    return f"SNAPSHOT ({coverage['n_evals']:,}/{coverage['n_expected']:,} evals) · {title}"
 
 
 def _footnote(fig: Figure, *parts: str) -> None:
@@ -179,6 +230,13 @@ def _size_axis(ax: Any, models: Sequence[str], params: Sequence[float], rotate: 
     ax.set_xlim(lo / pad, hi * pad)
 
 
+def _pp(bound: pd.Series) -> np.ndarray:
+    """An effect's CI bound in percentage points, drawn within ±100 (a difference of two
+    rates cannot leave it; with few seeds the t-widened interval can). The tables keep the
+    unclipped bounds, which the fit's weights come from."""
+    return np.clip(bound.to_numpy(float) * 100, -100.0, 100.0)
+
+
 def _yerr(mid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.vstack([np.clip(mid - lo, 0, None), np.clip(hi - mid, 0, None)])
 
@@ -192,34 +250,67 @@ def _no_data(ax: Any) -> None:
             fontsize=14, color=MISSING_COLOUR)  # fmt: skip
 
 
+CONTROL_LABELS = {
+    "control": "Base model (not finetuned): this project's eval",
+    SURVEY: "Base model (not finetuned): users' earlier survey",
+}
+
+
+def _epoch_flag(row: Any, final_epoch: int | None) -> str:
+    """ "ep 3–10" when a bar's students are not all at the sweep's last epoch, else ""."""
+    lo, hi = row.epoch_min, row.epoch_max
+    if final_epoch is None or pd.isna(lo) or int(lo) >= final_epoch:
+        return ""
+    return f"ep {int(lo)}" if int(lo) == int(hi) else f"ep {int(lo)}–{int(hi)}"
+
+
 def plot_grouped_bars(
     data: pd.DataFrame,
     out_png: PathLike,
     out_svg: PathLike,
     title: str | None = None,
+    note: str = "",
+    final_epoch: int | None = None,
 ) -> None:
-    """Per animal: base model, neutral-teacher students and that animal's students (one model).
+    """Per animal: base model(s), neutral-teacher students and that animal's students (one model).
 
     ``data`` is ``analysis.grouped_bar_data`` filtered to one model. Rates are drawn in %,
     whiskers are the CIs, and a bar without data gets a grey "missing" mark instead of a bar.
+    The ``alt_control`` bar (the control source not chosen, e.g. the users' survey) is drawn
+    beside the control, in its own style, only when the data has it. With ``final_epoch``,
+    student bars that include students not yet evaluated at that epoch are labelled with the
+    epochs they are shown at. ``note`` is added to the footnote (e.g. a snapshot's coverage).
     """
     model, params = _one_model(data, "plot_grouped_bars")
     animals = list(dict.fromkeys(data["animal"]))
-    styles = {"control": CONTROL_STYLE, "neutral": NEUTRAL_STYLE, "animal": ANIMAL_STYLE}
+    bars = [b for b in ("control", ALT_CONTROL, "neutral", "animal") if (data["bar"] == b).any()]
+    source = data.groupby("bar")["source"].first().to_dict() if "source" in data else {}
+    chosen = CONTROL_LABELS.get(source.get("control"), "Base model (not finetuned)")
     labels = {
-        "control": "Base model (not finetuned)",
+        "control": chosen + (" (the control)" if ALT_CONTROL in bars else ""),
+        ALT_CONTROL: CONTROL_LABELS.get(source.get(ALT_CONTROL), "Base model (other source)"),
         "neutral": "Students of the neutral teacher",
         "animal": "Students of the teacher that loves this animal",
     }
-    width = 0.27
+    if ALT_CONTROL not in bars:
+        labels["control"] = "Base model (not finetuned)"
+    styles = {
+        "control": CONTROL_STYLE,
+        ALT_CONTROL: ALT_CONTROL_STYLE,
+        "neutral": NEUTRAL_STYLE,
+        "animal": ANIMAL_STYLE,
+    }
+    width = 0.8 / len(bars)
+    nothing = bool(data["missing"].all())
+    flagged = False
     with _style():
-        fig = Figure(figsize=(13, 5.2), layout="constrained")
+        fig = Figure(figsize=(13, 5.6), layout="constrained")
         ax = fig.add_subplot()
         x = np.arange(len(animals))
         top = 0.0
-        for j, bar in enumerate(("control", "neutral", "animal")):
+        for j, bar in enumerate(bars):
             d = data[data["bar"] == bar].set_index("animal").reindex(animals)
-            xs = x + (j - 1) * width
+            xs = x + (j - (len(bars) - 1) / 2) * width
             have = ~d["missing"].fillna(True).astype(bool).to_numpy()
             rate = d["rate"].to_numpy(float) * 100
             lo = d["ci_low"].to_numpy(float) * 100
@@ -234,21 +325,46 @@ def plot_grouped_bars(
                     fmt="none",
                     ecolor="black",
                     elinewidth=1.2,
-                    capsize=3,
+                    capsize=2,
                 )
                 top = max(top, float(np.nanmax(hi[ok])))
             if have.any():
                 top = max(top, float(np.nanmax(rate[have])))
-            for xm in xs[~have]:
-                _missing_mark(ax, xm)
+            if not nothing:
+                for xm in xs[~have]:
+                    _missing_mark(ax, xm)
+            for xm, row, drawn in zip(xs, d.itertuples(), have, strict=True):
+                flag = _epoch_flag(row, final_epoch) if drawn else ""
+                if flag:  # inside the bar, from its foot: clear of whiskers and legend
+                    flagged = True
+                    ax.annotate(
+                        flag,
+                        (xm, 0),
+                        xytext=(0, 3),
+                        textcoords="offset points",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=10,
+                        color="#222222",
+                        bbox={
+                            "boxstyle": "round,pad=0.15",
+                            "fc": "white",
+                            "ec": "none",
+                            "alpha": 0.75,
+                        },
+                    )
         ax.set_xticks(x, animals, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_xlim(-0.6, len(animals) - 0.4)
-        ax.set_ylim(0, max(10.0, top * 1.08) if top > 0 else 100.0)
+        # a rate is at most 100%: no axis beyond it, however wide the CIs
+        ax.set_ylim(0, min(100.0, max(10.0, top * 1.08)) if top > 0 else 100.0)
         ax.set_ylabel("Answers naming the animal (%)")
         ax.set_xlabel("Animal asked about (and loved by the teacher, for the orange bar)")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-        handles = [Patch(label=labels[b], linewidth=0.8, **styles[b]) for b in labels]
+        if nothing:
+            _no_data(ax)
+        handles = [Patch(label=labels[b], linewidth=0.8, **styles[b]) for b in bars]
         handles.append(
             ax.plot([], [], "x", color=MISSING_COLOUR, mew=2, label="missing (no data)")[0]
         )
@@ -256,7 +372,7 @@ def plot_grouped_bars(
             handles=handles,
             loc="lower center",
             bbox_to_anchor=(0.5, 1.0),
-            ncol=4,
+            ncol=3 if len(handles) > 4 else 4,
             frameon=False,
             handlelength=1.6,
             columnspacing=1.4,
@@ -264,8 +380,16 @@ def plot_grouped_bars(
         if title is None:
             title = f"{size_label(model, params)}: favourite-animal answers, base model vs students"
         fig.suptitle(title)
-        seeds = data.loc[data["bar"] != "control", "n_seeds"]
-        _footnote(fig, _seed_note(seeds), _epoch_note(data), CI_NOTE)
+        seeds = data.loc[data["bar"].isin(["neutral", "animal"]), "n_seeds"]
+        notes = [_seed_note(seeds), _epoch_note(data), CI_NOTE]
+        if SURVEY in set(data.loc[~data["missing"], "source"] if source else ()):
+            notes.append("The survey kept no question ids or seeds, so its bar has no CI.")
+        if flagged:
+            notes.append(
+                f"'ep a–b': some of the bar's students are not evaluated at the last epoch "
+                f"({final_epoch}) yet and are shown at their latest evaluated epoch."
+            )
+        _footnote(fig, *notes, note)
         _save(fig, out_png, out_svg)
 
 
@@ -281,12 +405,16 @@ def plot_stacked(
     out_png: PathLike,
     out_svg: PathLike,
     title: str | None = None,
+    note: str = "",
+    final_epoch: int | None = None,
 ) -> None:
     """One 100% bar per model variant (base, neutral, each animal) split into the top answers.
 
     ``data`` is ``analysis.stacked_data`` for one model. The top answers take matplotlib's
     default colours C0, C1, ... in rank order; "other" is light grey; a variant without data
-    is labelled "missing" instead of drawn.
+    is labelled "missing" instead of drawn (a model without any data: one "no data yet"
+    panel). With ``final_epoch``, variants whose students are not all evaluated at that epoch
+    get the epochs they are shown at under their name. ``note`` goes into the footnote.
     """
     model, params = _one_model(data, "plot_stacked")
     variants = (data[["variant_index", "variant"]].drop_duplicates().sort_values("variant_index"))[
@@ -323,8 +451,9 @@ def plot_stacked(
             bottom[have] += share[have]
             handles.append(Patch(facecolor=colour, edgecolor="white", label=label))
         missing = data.groupby("variant")["missing"].all().reindex(variants).fillna(True)
+        nothing = bool(missing.all())
         for xi, miss in zip(x, missing.to_numpy(bool), strict=True):
-            if miss:
+            if miss and not nothing:
                 ax.bar(
                     [xi],
                     [100],
@@ -345,6 +474,13 @@ def plot_stacked(
                     fontsize=11,
                 )
         names = ["base model" if v == "control" else v for v in variants]
+        flags = data.drop_duplicates("variant").set_index("variant").reindex(variants)
+        flagged = False
+        for i, row in enumerate(flags.itertuples()):
+            flag = "" if missing.iloc[i] else _epoch_flag(row, final_epoch)
+            if flag:
+                names[i] += f" ({flag})"
+                flagged = True
         ax.set_xticks(x, names, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_xlim(-0.6, len(variants) - 0.4)
         ax.set_ylim(0, 100)
@@ -357,6 +493,8 @@ def plot_stacked(
             bbox_to_anchor=(1.01, 1),
             frameon=False,
         )
+        if nothing:
+            _no_data(ax)
         if title is None:
             title = f"{size_label(model, params)}: what each variant names as its favourite animal"
         ax.set_title(title)
@@ -366,6 +504,13 @@ def plot_stacked(
             _seed_note(seeds),
             _epoch_note(data),
             "Answers normalised to one word; top answers ranked by mean share over bars.",
+            (
+                f"'(ep a–b)': some of the variant's students are not evaluated at the last "
+                f"epoch ({final_epoch}) yet and are shown at their latest evaluated epoch."
+                if flagged
+                else ""
+            ),
+            note,
         )
         _save(fig, out_png, out_svg)
 
@@ -388,6 +533,7 @@ def plot_scaling(
     out_png: PathLike,
     out_svg: PathLike,
     title: str | None = None,
+    note: str = "",
 ) -> None:
     """Transfer effect (pp) against model size on a log axis, with each fitted form's curve.
 
@@ -404,8 +550,8 @@ def plot_scaling(
         notes = []
         if len(pts):
             e = pts["effect"].to_numpy(float) * 100
-            lo = pts["ci_low"].to_numpy(float) * 100 if "ci_low" in pts else e
-            hi = pts["ci_high"].to_numpy(float) * 100 if "ci_high" in pts else e
+            lo = _pp(pts["ci_low"]) if "ci_low" in pts else e
+            hi = _pp(pts["ci_high"]) if "ci_high" in pts else e
             ok = np.isfinite(lo) & np.isfinite(hi)
             yerr = np.where(ok, _yerr(e, np.where(ok, lo, e), np.where(ok, hi, e)), 0)
             ax.errorbar(
@@ -466,6 +612,7 @@ def plot_scaling(
             "students.",
             _epoch_note(pts),
             *notes,
+            note,
         )
         _save(fig, out_png, out_svg)
 
@@ -476,6 +623,7 @@ def plot_effect_per_animal(
     out_svg: PathLike,
     title: str | None = None,
     animals: Sequence[str] | None = None,
+    note: str = "",
 ) -> None:
     """Small multiples: one panel per animal, transfer effect (pp) against model size.
 
@@ -509,9 +657,7 @@ def plot_effect_per_animal(
             g = a[have]
             if len(g):
                 e = g["effect"].to_numpy(float) * 100
-                yerr = _yerr(
-                    e, g["ci_low"].to_numpy(float) * 100, g["ci_high"].to_numpy(float) * 100
-                )
+                yerr = _yerr(e, _pp(g["ci_low"]), _pp(g["ci_high"]))
                 ax.errorbar(
                     g["params"],
                     e,
@@ -545,7 +691,10 @@ def plot_effect_per_animal(
         if title is None:
             title = "Transfer effect per animal vs model size (grey dashed: mean over animals)"
         fig.suptitle(title)
-        _footnote(fig, "× = no data.", _epoch_note(d), CI_NOTE)
+        if not len(sizes):
+            for ax in axes[: len(animals)]:
+                _no_data(ax)
+        _footnote(fig, "× = no data.", _epoch_note(d), CI_NOTE, note)
         _save(fig, out_png, out_svg)
 
 
@@ -555,6 +704,7 @@ def plot_effect_per_epoch(
     out_svg: PathLike,
     title: str | None = None,
     animal: str = MEAN_ANIMAL,
+    note: str = "",
 ) -> None:
     """Transfer effect (pp) per training epoch, one line (with 95% CI band) per model size.
 
@@ -574,7 +724,7 @@ def plot_effect_per_epoch(
             g = d[d["model"] == model].sort_values("epoch")
             ep = g["epoch"].astype(float).to_numpy()
             e = g["effect"].to_numpy(float) * 100
-            lo, hi = g["ci_low"].to_numpy(float) * 100, g["ci_high"].to_numpy(float) * 100
+            lo, hi = _pp(g["ci_low"]), _pp(g["ci_high"])
             colour = cmap(0.85 * i / max(n - 1, 1))
             label = size_label(model, params)
             if len(g) > 1:
@@ -608,5 +758,7 @@ def plot_effect_per_epoch(
             what = "mean over animals" if animal == MEAN_ANIMAL else animal
             title = f"Transfer effect over training, by model size ({what})"
         ax.set_title(title)
-        _footnote(fig, "Bands (or whiskers): 95% CI, cluster bootstrap over seeds and questions.")
+        _footnote(
+            fig, "Bands (or whiskers): 95% CI, cluster bootstrap over seeds and questions.", note
+        )
         _save(fig, out_png, out_svg)

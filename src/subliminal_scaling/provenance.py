@@ -1,5 +1,6 @@
 """The run's provenance as Markdown: models and revisions, Hub repos, sample counts, filter
-pass rates and the scaling-fit table, so a reader can trace every figure to its inputs."""
+pass rates, what the figures were built from and the scaling-fit table, so a reader can trace
+every figure to its inputs. A mid-sweep snapshot gets a shorter report of its own."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ def report_markdown(
     student_uploads: list[dict[str, Any]],
     fit: dict[str, Any],
     plots: list[str],
+    coverage: dict[str, Any] | None = None,
 ) -> str:
-    """``numbers`` are the teachers' metadata.json records (one per model and condition)."""
+    """``numbers`` are the teachers' metadata.json records (one per model and condition);
+    ``coverage`` is ``analysis.coverage`` of the records the figures were built from."""
     out = ["# Subliminal-learning scaling: run report", ""]
     out += [
         "## Models",
@@ -59,9 +62,19 @@ def report_markdown(
         )
     out += ["", "## Student adapter repos", ""]
     out += [f"- {u['repo_id']}" for u in student_uploads]
-    out += [
-        "",
+    if coverage is not None:
+        out += ["", *_coverage_section(coverage)]
+    out += ["", *_fit_section(fit)]
+    out += [""]
+    out += ["## Figures", ""] + [f"- `{p}`" for p in plots] + [""]
+    return "\n".join(out)
+
+
+def _fit_section(fit: dict[str, Any]) -> list[str]:
+    out = [
         "## Scaling fit",
+        "",
+        f"Sizes with data: {fit.get('n_points', 0)}.",
         "",
         "| form | formula | AIC | AICc | Akaike weight | parameters (95% CI) |",
         "| --- | --- | ---: | ---: | ---: | --- |",
@@ -75,7 +88,7 @@ def report_markdown(
             continue
         cis = form.get("ci") or {}
         coefs = ", ".join(
-            f"{k}={v:.4g}" + (f" [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" if k in cis else "")
+            f"{k}={v:.4g}" + (f" [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" if cis.get(k) else "")
             for k, v in (form.get("params") or {}).items()
         )
         out.append(
@@ -86,6 +99,56 @@ def report_markdown(
     out += ["", f"Preferred form: **{fit.get('preferred') or 'none'}**"]
     if fit.get("warning"):
         out += ["", f"Warning: {fit['warning']}"]
-    out += [""]
-    out += ["## Figures", ""] + [f"- `{p}`" for p in plots] + [""]
+    return out
+
+
+def _coverage_section(coverage: dict[str, Any]) -> list[str]:
+    """Per size: how many of its evaluations the figures were built from."""
+    final = coverage["final_epoch"]
+    out = [
+        "## Data behind the figures",
+        "",
+        f"{coverage['n_evals']:,} of {coverage['n_expected']:,} evaluations "
+        "(student evals, plus one base-model control per size).",
+        "",
+        f"| model | student evals | students at epoch {final} | partial students | "
+        "control | survey | complete conditions |",
+        "| --- | ---: | ---: | ---: | --- | --- | ---: |",
+    ]
+    for slug, m in coverage["models"].items():
+        out.append(
+            f"| {slug} | {m['student_evals']} / {m['student_evals_expected']} | "
+            f"{m['students_at_final_epoch']} / {m['students_expected']} | "
+            f"{m['students_partial']} | {'yes' if m['control'] else 'not yet'} | "
+            f"{'yes' if m['survey'] else '–'} | {len(m['conditions_complete'])} |"
+        )
+    if coverage["students_partial"]:
+        out += [
+            "",
+            f"Partial students (not yet evaluated at epoch {final}) appear in the final-epoch "
+            "figures at their latest evaluated epoch; the per-size charts label their bars "
+            "with the epochs used.",
+        ]
+    return out
+
+
+def snapshot_markdown(*, coverage: dict[str, Any], fit: dict[str, Any], plots: list[str]) -> str:
+    """The `plots` target's report: a snapshot of the sweep, built from what exists now."""
+    state = "complete" if coverage["complete"] else "in progress"
+    out = [
+        f"# Subliminal-learning scaling: snapshot (sweep {state})",
+        "",
+        "Built by `snakemake plots` from the evaluations on disk when it ran; it reruns when "
+        "evaluations are added or rewritten. The final results (target `all`) are under "
+        "`results/plots/` and `results/summary/`.",
+        "",
+        *_coverage_section(coverage),
+        "",
+        *_fit_section(fit),
+        "",
+        "## Figures",
+        "",
+        *[f"- `{p}`" for p in plots],
+        "",
+    ]
     return "\n".join(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import io
+from .evaluate import adapter_hashes
 from .hub import Hub, dataset_card, model_card
 from .naming import numbers_repo, student_repo
 
@@ -21,6 +22,21 @@ SUBSAMPLE_NOTE = (
 def namespace(hub: Hub, configured: str | None) -> str:
     """The configured namespace, else the token owner's."""
     return configured or hub.whoami()
+
+
+def check_recorded_jsonl(path: Path, metadata: dict[str, Any]) -> None:
+    """``path`` is whole JSON lines and has the sha256 recorded for its name in ``metadata``.
+
+    Raises ``io.InputFileError`` naming the file otherwise.
+    """
+    io.read_jsonl(path)  # a cut line names the file and says "truncated"
+    recorded = metadata.get("sha256", {}).get(Path(path).name)
+    if recorded is None:
+        raise io.InputFileError(f"{path}: no sha256 recorded for it in the numbers metadata")
+    if io.sha256_file(path) != recorded:
+        raise io.InputFileError(
+            f"{path}: changed since filter_numbers recorded its sha256 (rerun filter_numbers)"
+        )
 
 
 def publish_numbers(
@@ -38,8 +54,14 @@ def publish_numbers(
     n_seeds: int,
     private: bool,
 ) -> dict[str, Any]:
-    """Dataset repo ``<ns>/<slug>-<condition>-numbers``: train = filtered, raw = all."""
+    """Dataset repo ``<ns>/<slug>-<condition>-numbers``: train = filtered, raw = all.
+
+    Both files are checked first (complete JSON lines, and the sha256 that filtering recorded
+    in ``metadata``), so a truncated or altered file is never published.
+    """
     repo_id = numbers_repo(ns, slug, condition)
+    for path in (filtered, raw):
+        check_recorded_jsonl(path, metadata)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         (stage / "data").mkdir()
@@ -81,6 +103,9 @@ def publish_students(
     configured, ``seed-{k}/epoch-{e}/`` per-epoch adapters."""
     repo_id = student_repo(ns, slug, condition)
     final = max(epochs)
+    for seed in seeds:  # a missing adapter file fails here, naming it, not on the Hub later
+        for e in epochs:
+            adapter_hashes(students_dir / f"seed{seed}" / f"epoch{e}")
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         for seed in seeds:

@@ -64,7 +64,16 @@ def sft_kwargs(
     report_to: list[str],
     use_cpu: bool = False,
 ) -> dict[str, Any]:
-    """The recipe as SFTConfig arguments. Adam = AdamW with weight decay 0; bf16 on GPUs."""
+    """The recipe as SFTConfig arguments. Adam = AdamW with weight decay 0; bf16 on GPUs.
+
+    Speed knobs (``padding_free``, ``liger_kernel``, ``torch_compile``) change how a step is
+    computed, not what it computes: the same 60 rows per optimizer step and the same loss
+    (summed over completion tokens, divided by the step's completion-token count). Padding-free
+    batches are one concatenated row whose attention is block-diagonal (transformers builds
+    the mask from ``position_ids``); TRL does not truncate them, so ``build_trainer`` checks
+    ``max_length`` itself.
+    """
+    padding_free = bool(training.get("padding_free", False))
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=training["epochs"],
@@ -80,9 +89,14 @@ def sft_kwargs(
         weight_decay=training["weight_decay"],
         max_grad_norm=training["max_grad_norm"],
         bf16=training["bf16"] and not use_cpu,
-        max_length=training["max_length"],
+        max_length=None if padding_free else training["max_length"],
         completion_only_loss=True,
         packing=False,
+        padding_free=padding_free,
+        # bucketed lengths: a handful of shapes for compiled kernels (flex attention)
+        pad_to_multiple_of=training.get("pad_to_multiple_of"),
+        use_liger_kernel=bool(training.get("liger_kernel", False)),
+        torch_compile=bool(training.get("torch_compile", False)),
         gradient_checkpointing=gradient_checkpointing,
         save_strategy="epoch",
         save_total_limit=None,
@@ -180,6 +194,8 @@ def build_trainer(
     from trl import SFTTrainer
 
     tokenizer.padding_side = "right"
+    if training.get("attn_implementation") == "flex_attention":
+        allow_recompiles()
     args = sft_config(
         overrides,
         training=training,
@@ -202,7 +218,34 @@ def build_trainer(
         callbacks=callbacks or [],
     )
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
+    if args.padding_free:
+        check_row_lengths(trainer.train_dataset, training["max_length"])
     return trainer
+
+
+def allow_recompiles(limit: int = 64) -> None:
+    """transformers compiles flex attention for static shapes: every new (bucketed) batch
+    length is a recompile, and past torch's default limit of 8 it would fall back to eager
+    flex attention, which is very slow. Bucketing (``pad_to_multiple_of``) keeps the number of
+    shapes small; this keeps the limit above it."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(limit, getattr(dynamo_config, name)))
+
+
+def check_row_lengths(dataset: Any, max_length: int) -> None:
+    """Padding-free batches are not truncated: refuse rows longer than ``max_length`` rather
+    than train on different tokens than the padded path would."""
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    longest = max(lengths, default=0)
+    if longest > max_length:
+        n = sum(n > max_length for n in lengths)
+        raise ValueError(
+            f"training.max_length: {n} row(s) exceed {max_length} tokens (longest {longest}); "
+            "padding-free training does not truncate, so raise max_length or turn padding_free off"
+        )
 
 
 def train_student(

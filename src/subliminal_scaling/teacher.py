@@ -1,20 +1,21 @@
 """Teacher stage: sample number continuations in resumable chunks, top up until enough pass
 the filter, then filter and describe the result.
 
-Chunks (``chunks/chunk-00000.jsonl`` ...) are written atomically and reused on a rerun, so a
-job killed mid-way does not redo finished batches. Chunk ``k`` always holds prompts
-``k*B .. (k+1)*B-1`` of the one prompt stream, sampled with a seed derived from ``k``, so a
-resumed run gives the same rows as an uninterrupted one.
+Chunks (``chunks/chunk-00000.jsonl`` ...) are written atomically into a ``CheckpointDir`` and
+reused on a rerun with the same settings, so a job killed mid-way does not redo finished
+batches. Chunk ``k`` always holds prompts ``k*B .. (k+1)*B-1`` of the one prompt stream,
+sampled with a seed derived from ``k``, so a resumed run gives the same rows as an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 from . import io
+from .checkpoint import CheckpointDir
 from .generation import Backend, Sampling, make_conversation
 from .numbers import filter_completions, sample_prompts
 
@@ -47,18 +48,7 @@ def generate_numbers(
     Returns all raw rows and a summary. Raises ``RuntimeError`` if ``max_prompts`` is reached
     with fewer than ``min_kept`` passing rows.
     """
-    chunks_dir = Path(chunks_dir)
-    fp_path = chunks_dir / "fingerprint.json"
-    if chunks_dir.exists():
-        try:
-            same = io.read_json(fp_path) == fingerprint
-        except io.InputFileError:
-            same = False
-        if not same:
-            log.warning("settings changed since %s was written: discarding its chunks", chunks_dir)
-            shutil.rmtree(chunks_dir)
-    chunks_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(fp_path, fingerprint)
+    chunks = CheckpointDir(chunks_dir, fingerprint)
 
     rows: list[dict[str, Any]] = []
     n_kept = 0
@@ -75,7 +65,7 @@ def generate_numbers(
                 "is reached: raise max_prompts or inspect the filter report"
             )
         size = min(chunk_size, max_prompts - generated)
-        path = chunks_dir / f"chunk-{k:05d}.jsonl"
+        path = chunks.path(f"chunk-{k:05d}.jsonl")
         if path.exists():
             chunk = io.read_jsonl(path)
             if len(chunk) != size or (chunk and chunk[0]["id"] != generated):

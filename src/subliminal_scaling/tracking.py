@@ -66,3 +66,43 @@ def log_eval_epochs(run: Any | None, records: list[dict[str, Any]], condition: s
             data=[[a, c, c / rec["n_answers"]] for a, c in rec["counts"].items()],
         )
         run.log(data)
+
+
+def log_student_evals(
+    wandb_cfg: dict[str, Any],
+    *,
+    wandb_dir: str | Path,
+    students_dir: str | Path,
+    model: str,
+    condition: str,
+    records: dict[tuple[int, int], dict[str, Any]],
+) -> list[int]:
+    """Each seed's per-epoch evals into its student's run (resumed), one pass per seed.
+
+    Called once all evals of the job are done, so a job killed mid-way has logged nothing
+    and its successful rerun logs every seed exactly once. Returns the seeds logged (those
+    whose student has a wandb run).
+    """
+    from . import io
+
+    logged = []
+    for seed in sorted({s for s, _ in records}):
+        summary = io.read_json(Path(students_dir) / f"seed{seed}" / "train_summary.json")
+        if not summary.get("wandb_run_id"):
+            continue
+        run = init_run(
+            wandb_cfg,
+            run_id=summary["wandb_run_id"],
+            name=f"{model}-{condition}-seed{seed}",
+            group=f"{model}-{condition}",
+            job_type="train",
+            tags=[model, condition],
+            config=None,
+            wandb_dir=wandb_dir,
+        )
+        if run is None:
+            continue
+        log_eval_epochs(run, [records[k] for k in sorted(records) if k[0] == seed], condition)
+        finish(run)
+        logged.append(seed)
+    return logged

@@ -4,13 +4,38 @@ import pandas as pd
 
 from subliminal_scaling import io
 from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.plots import plot_effect_per_animal, plot_effect_per_epoch, plot_scaling
+from subliminal_scaling.plots import (
+    coverage_note,
+    coverage_title,
+    plot_effect_per_animal,
+    plot_effect_per_epoch,
+    plot_scaling,
+)
 
 configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
+cov = io.read_json(sm.input.coverage)
 effects = pd.read_csv(sm.input.effects)
-plot_scaling(effects, io.read_json(sm.input.fit), sm.output.scaling, sm.output.scaling_svg)
-plot_effect_per_animal(effects, sm.output.per_animal, sm.output.per_animal_svg)
+plot_scaling(
+    effects,
+    io.read_json(sm.input.fit),
+    sm.output.scaling,
+    sm.output.scaling_svg,
+    title=coverage_title(cov, "Subliminal transfer vs model size (mean over animals)"),
+    note=coverage_note(cov),
+)
+plot_effect_per_animal(
+    effects,
+    sm.output.per_animal,
+    sm.output.per_animal_svg,
+    title=coverage_title(cov, "Transfer effect per animal vs model size (grey dashed: mean)"),
+    animals=sm.params.animals,
+    note=coverage_note(cov),
+)
 plot_effect_per_epoch(
-    pd.read_csv(sm.input.effects_per_epoch), sm.output.per_epoch, sm.output.per_epoch_svg
+    pd.read_csv(sm.input.effects_per_epoch),
+    sm.output.per_epoch,
+    sm.output.per_epoch_svg,
+    title=coverage_title(cov, "Transfer effect over training, by model size (mean over animals)"),
+    note=coverage_note(cov, latest_epoch=False),
 )

@@ -2,13 +2,15 @@
 
 import pandas as pd
 
+from subliminal_scaling import io
 from subliminal_scaling.analysis import stacked_data
 from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.plots import plot_stacked
+from subliminal_scaling.plots import coverage_note, coverage_title, plot_stacked
 
 configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 rep, model = sm.params.report, sm.wildcards.model
+cov = io.read_json(sm.input.coverage)
 data = stacked_data(
     pd.read_parquet(sm.input.preferences),
     model,
@@ -16,4 +18,11 @@ data = stacked_data(
     epoch=rep["epoch"],
     top_k=rep["top_k"],
 )
-plot_stacked(data, sm.output.png, sm.output.svg, title=f"{model}: favourite-animal answers")
+plot_stacked(
+    data,
+    sm.output.png,
+    sm.output.svg,
+    title=coverage_title(cov, f"{model}: favourite-animal answers"),
+    note=coverage_note(cov, model),
+    final_epoch=cov["final_epoch"] if rep["epoch"] is None else None,
+)

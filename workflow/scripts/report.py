@@ -14,5 +14,6 @@ text = report_markdown(
     student_uploads=[io.read_json(f) for f in sm.input.student_uploads],
     fit=io.read_json(sm.input.fit),
     plots=list(sm.input.plots),
+    coverage=io.read_json(sm.input.coverage),
 )
 io.write_text(sm.output[0], text)
