@@ -26,3 +26,35 @@ def test_each_failure_is_one_actionable_line(real_config, tmp_path, monkeypatch)
     assert "git submodule update --init" in text
     assert "pip install -e '.[gpu]'" in text  # vLLM is the configured backend
     assert all(line.startswith("- ") for line in lines)
+
+
+def test_gpu_memory_is_checked_against_each_sizes_measured_need(real_config):
+    from subliminal_scaling.preflight import gpu_memory_checks
+
+    real_config["models"][0]["gpu_memory_gb"] = 120.0  # the 32B entry
+    real_config["models"][1]["gpu_memory_gb"] = 70.0
+    checks = {c.name: c for c in gpu_memory_checks(real_config, [85.0, 150.0])}
+    big, mid = (
+        checks["gpu memory (qwen-2.5-32b-instruct)"],
+        checks["gpu memory (qwen-2.5-14b-instruct)"],
+    )
+    assert not big.ok and "models[0].gpu_memory_gb" in big.detail and "85.0 GB" in big.detail
+    assert mid.ok
+    assert all(c.ok for c in gpu_memory_checks(real_config, [150.0]))
+
+
+def test_liger_is_required_only_when_configured(real_config, tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "liger_kernel" else real_find(n, *a)
+    )
+    real_config["training"]["liger_kernel"] = False
+    for m in real_config["models"]:
+        m.get("train", {}).pop("liger_kernel", None)
+    assert "liger_kernel" not in {c.name for c in run_checks(real_config, toy=False)}
+    real_config["models"][2].setdefault("train", {})["liger_kernel"] = True
+    (check,) = [c for c in run_checks(real_config, toy=False) if c.name == "liger_kernel"]
+    assert not check.ok and "pip install -e '.[gpu]'" in check.detail

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import Sweep
+
 
 @dataclass
 class Check:
@@ -91,6 +93,16 @@ def run_checks(
                     else "vllm not installed: pip install -e '.[gpu]' or use transformers",
                 )
             )
+    sweep = Sweep(config)
+    if any(sweep.training_for(m.slug)["liger_kernel"] for m in sweep.models):
+        ok = importlib.util.find_spec("liger_kernel") is not None
+        checks.append(
+            Check(
+                "liger_kernel",
+                ok,
+                "importable" if ok else "liger-kernel not installed: pip install -e '.[gpu]'",
+            )
+        )
     free_gb = shutil.disk_usage(".").free / 1e9
     checks.append(
         Check("disk", free_gb >= min_free_gb, f"{free_gb:.1f} GB free (need {min_free_gb:.1f} GB)")
@@ -100,10 +112,38 @@ def run_checks(
             import torch
 
             n = torch.cuda.device_count()
+            memory = [torch.cuda.get_device_properties(i).total_memory / 1e9 for i in range(n)]
         except ImportError:
-            n = 0
+            n, memory = 0, []
         checks.append(Check("gpu", n > 0, f"{n} CUDA device(s)" if n else "no CUDA GPU visible"))
+        if n:
+            checks += gpu_memory_checks(config, memory)
     return checks
+
+
+def gpu_memory_checks(config: dict[str, Any], memory_gb: list[float]) -> list[Check]:
+    """Each size's measured need (``models[].gpu_memory_gb``) against the smallest GPU here:
+    the pool may give a job any of them. One line per size that cannot fit."""
+    smallest = min(memory_gb)
+    slugs = {m.id: m.slug for m in Sweep(config).models}
+    out = []
+    for i, m in enumerate(config["models"]):
+        need = m.get("gpu_memory_gb")
+        if need is None:
+            continue
+        slug = slugs[m["id"]]
+        out.append(
+            Check(
+                f"gpu memory ({slug})",
+                need <= smallest,
+                f"needs {need:.1f} GB, GPUs here have {smallest:.1f} GB"
+                if need <= smallest
+                else f"needs {need:.1f} GB (models[{i}].gpu_memory_gb) but the smallest GPU here "
+                f"has {smallest:.1f} GB: lower models[{i}].train.micro_batch or turn on "
+                "gradient_checkpointing, then re-measure (benchmarks/README.md)",
+            )
+        )
+    return out
 
 
 def summarize(checks: list[Check]) -> dict[str, Any]:

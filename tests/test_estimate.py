@@ -1,0 +1,120 @@
+"""The sweep estimator: hours from benchmark rows that match the config, a faithful replay of
+the workflow's priorities on G GPUs, and a clear error when a size was never measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from subliminal_scaling import estimate
+from subliminal_scaling.config import Sweep
+from subliminal_scaling.estimate import EstimateError, Job, wall_clock
+
+from .conftest import REPO
+
+LABELS = ["0.5B", "1.5B", "3B", "7B", "14B", "32B"]
+
+
+def _train_row(size, sweep, slug, tps, **over):
+    t = sweep.training_for(slug)
+    row = {
+        "size": size, "status": "ok", "variant": "v", "concurrent": 1,
+        "micro_batch": t["micro_batch"], "gradient_checkpointing": t["gradient_checkpointing"],
+        "attn_implementation": t["attn_implementation"],
+        "speed_knobs": {k: t[k] for k in ("padding_free", "liger_kernel", "torch_compile",
+                                          "pad_to_multiple_of")},
+        "non_pad_tokens_per_s": tps, "mean_tokens_per_row": 100.0,
+    }  # fmt: skip
+    row.update(over)
+    return row
+
+
+def _sample_row(size, s_per_token):
+    return {
+        "size": size,
+        "runs": [
+            {"workload": w, "completions": 1000, "max_new_tokens": 10,
+             "wall_s": s_per_token * 1000 * 10}
+            for w in ("numbers", "eval")
+        ],
+    }  # fmt: skip
+
+
+@pytest.fixture
+def bench(tmp_path, real_config):
+    sweep = Sweep(real_config)
+    slugs = [m.slug for m in sorted(sweep.models, key=lambda m: m.params)]
+    train = {
+        "benchmark": "student training (x)", "device": "GPU-X",
+        "results": [
+            _train_row(lab, sweep, slug, 10_000.0)
+            for lab, slug in zip(LABELS, slugs, strict=True)
+        ] + [_train_row("7B", sweep, slugs[3], 99_999.0, micro_batch=7)],  # other settings
+    }  # fmt: skip
+    sample = {
+        "benchmark": "sampling (TransformersBackend)",
+        "device": "GPU-X",
+        "results": [_sample_row("0.5B", 1e-3), _sample_row("7B", 2e-3)],
+    }
+    paths = [tmp_path / "train.json", tmp_path / "sample.json"]
+    paths[0].write_text(json.dumps(train))
+    paths[1].write_text(json.dumps(sample))
+    return sweep, paths
+
+
+def test_training_hours_follow_the_matching_benchmark_row(bench):
+    sweep, paths = bench
+    train, sample = estimate.load_benchmarks(paths)
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+    t = sweep.config["training"]
+    per_student_h = t["n_rows"] * t["epochs"] * 100.0 / 10_000.0 / 3600
+    training = [j for j in jobs if j.stage == "training"]
+    assert len(training) == 480
+    # the faster 7B row has other settings (micro-batch 7), so it is not used
+    assert sum(j.seconds for j in training) / 3600 == pytest.approx(480 * per_student_h)
+    assert any("GPU-X" in n for n in notes)
+    # sampling: measured at 0.5B and 7B, linear in parameters in between
+    ev = sweep.config["evaluation"]
+    per_eval_05 = 50 * 100 * 1e-3 * ev["sampling"]["max_new_tokens"]
+    control = {j.slug: j.seconds for j in jobs if j.condition == "control"}
+    assert control["qwen-2.5-0.5b-instruct"] == pytest.approx(per_eval_05)
+    assert (
+        control["qwen-2.5-0.5b-instruct"]
+        < control["qwen-2.5-3b-instruct"]
+        < control["qwen-2.5-7b-instruct"]
+    )
+
+
+def test_an_unmeasured_setting_is_an_error_not_a_guess(bench, real_config):
+    _, paths = bench
+    real_config["models"][0]["train"]["micro_batch"] = 5  # 32B with settings never measured
+    train, sample = estimate.load_benchmarks(paths)
+    with pytest.raises(EstimateError, match=r"32B: no benchmark run with the configured"):
+        estimate.build_jobs(Sweep(real_config), train, sample)
+
+
+def test_wall_clock_replays_priorities_and_dependencies():
+    jobs = [Job("training", "m", "c", 3600, 1, name=f"t{i}") for i in range(4)]
+    assert wall_clock(jobs, 1) == pytest.approx(4 * 3600)
+    assert wall_clock(jobs, 2) == pytest.approx(2 * 3600)
+    # an evaluation waits for both its students even when a GPU is free
+    chain = [
+        Job("training", "m", "c", 100, 5, name="a"),
+        Job("training", "m", "c", 300, 5, name="b"),
+        Job("evaluation", "m", "c", 10, 9, ["a", "b"], name="e"),
+    ]
+    assert wall_clock(chain, 8) == pytest.approx(310)
+    # higher priority first: the long job starts first on one GPU, the short one after it
+    order = [Job("g", "m", "c", 50, 1, name="low"), Job("g", "m", "c", 70, 2, name="high")]
+    assert wall_clock(order, 1) == pytest.approx(120)
+
+
+def test_cli_prints_the_table_and_fails_cleanly(bench, capsys):
+    _, paths = bench
+    cfg = str(REPO / "config" / "config.yaml")
+    assert estimate.main(["--config", cfg, "--bench", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert "| **sweep** |" in out and "wall-clock on 8 GPU(s)" in out
+    assert estimate.main(["--config", cfg, "--bench", str(paths[1])]) == 2
+    assert "no student-training benchmark" in capsys.readouterr().err
