@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,9 @@ pytestmark = pytest.mark.slow
 
 
 # Fake secrets in the toy's .env: the run must work with them present and leak them nowhere.
-FAKE_HF_TOKEN = "hf_FAKEtoken7Qx9Lm2Pz8Kd4Rt6Wv1Ys3"
-FAKE_WANDB_KEY = "fakewandbkey5b9e0c4d7a1f3e8b2c6d0a9f4e7b"
+# Made up at run time (shaped like real ones), so no token-like string is committed.
+FAKE_HF_TOKEN = "hf_" + "FAKE" + uuid.uuid4().hex[:30]
+FAKE_WANDB_KEY = "fake" + uuid.uuid4().hex + "0000"
 SECRETS = (FAKE_HF_TOKEN.encode(), FAKE_WANDB_KEY.encode())
 
 
