@@ -28,7 +28,8 @@ rule train_student:
         model_id=lambda wc: SWEEP.model(wc.model).id,
         revision=lambda wc: SWEEP.model(wc.model).revision,
         params_count=lambda wc: SWEEP.model(wc.model).params,
-        training=config["training"],
+        # with this size's overrides (speed knobs included), so they reach the job and rerun it
+        training=lambda wc: SWEEP.training_for(wc.model),
         micro_batch=lambda wc: SWEEP.train_setting(wc.model, "micro_batch"),
         grad_accum=lambda wc: SWEEP.grad_accum(wc.model),
         gradient_checkpointing=lambda wc: SWEEP.train_setting(

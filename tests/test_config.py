@@ -135,3 +135,19 @@ def test_bad_config_names_the_key(real_config, what, path, value, prefix):
         validate_config(real_config)
     assert str(err.value).startswith(prefix), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_per_size_training_overrides_reach_the_student(real_config):
+    """train_student's `training` param is Sweep.training_for: a size's speed knobs override
+    the global ones (and the speed knobs default to off in configs that predate them)."""
+    real_config["models"][5].setdefault("train", {})["padding_free"] = False
+    real_config["models"][5]["train"]["pad_to_multiple_of"] = 64
+    sweep = Sweep(real_config)
+    small = sweep.training_for("qwen-2.5-0.5b-instruct")
+    assert small["padding_free"] is False and small["pad_to_multiple_of"] == 64
+    assert small["learning_rate"] == real_config["training"]["learning_rate"]
+    assert sweep.training_for("qwen-2.5-7b-instruct")["padding_free"] is True
+    for key in ("padding_free", "liger_kernel", "torch_compile", "pad_to_multiple_of"):
+        real_config["training"].pop(key, None)
+    legacy = Sweep(real_config).training_for("qwen-2.5-7b-instruct")
+    assert legacy["padding_free"] is False and legacy["pad_to_multiple_of"] is None
