@@ -136,7 +136,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     import trl
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, TrainerCallback
 
-    from subliminal_scaling.config import Sweep, load_config
+    from subliminal_scaling.config import SPEED_DEFAULTS, Sweep, load_config
     from subliminal_scaling.student import build_trainer
 
     size = args.worker
@@ -185,10 +185,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "gradient_checkpointing": gc_flag,
         "attn_implementation": attn,
         "variant": args.variant_name,
-        "speed_knobs": {
-            k: training.get(k)
-            for k in ("padding_free", "liger_kernel", "torch_compile", "pad_to_multiple_of")
-        },
+        "speed_knobs": {k: training.get(k) for k in SPEED_DEFAULTS},
         "dtype": str(dtype).removeprefix("torch."),
         "warmup_steps_untimed": args.warmup,
         "timed_steps": args.steps,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from subliminal_scaling import estimate
-from subliminal_scaling.config import Sweep
+from subliminal_scaling.config import SPEED_DEFAULTS, Sweep
 from subliminal_scaling.estimate import EstimateError, Job, wall_clock
 
 from .conftest import REPO
@@ -22,8 +22,7 @@ def _train_row(size, sweep, slug, tps, **over):
         "size": size, "status": "ok", "variant": "v", "concurrent": 1,
         "micro_batch": t["micro_batch"], "gradient_checkpointing": t["gradient_checkpointing"],
         "attn_implementation": t["attn_implementation"],
-        "speed_knobs": {k: t[k] for k in ("padding_free", "liger_kernel", "torch_compile",
-                                          "pad_to_multiple_of")},
+        "speed_knobs": {k: t[k] for k in SPEED_DEFAULTS},
         "non_pad_tokens_per_s": tps, "mean_tokens_per_row": 100.0,
     }  # fmt: skip
     row.update(over)

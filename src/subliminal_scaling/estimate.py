@@ -23,26 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Sweep, load_config
+from .config import SPEED_DEFAULTS, Sweep, load_config
 
-# the settings a training benchmark row must share with the config to stand for it
-MATCH_KEYS = (
-    "micro_batch",
-    "gradient_checkpointing",
-    "attn_implementation",
-    "padding_free",
-    "liger_kernel",
-    "torch_compile",
-    "pad_to_multiple_of",
-)
-SIZE_OF = {  # benchmark size labels -> model id fragment
-    "0.5B": "0.5B",
-    "1.5B": "1.5B",
-    "3B": "3B",
-    "7B": "7B",
-    "14B": "14B",
-    "32B": "32B",
-}
+SIZES = ("0.5B", "1.5B", "3B", "7B", "14B", "32B")  # benchmark size labels
 
 
 class EstimateError(ValueError):
@@ -71,7 +54,7 @@ class Job:
 
 
 def size_label(model_id: str) -> str:
-    for label in SIZE_OF:
+    for label in SIZES:
         if f"-{label}-".lower() in model_id.lower():
             return label
     raise EstimateError(f"{model_id}: not a Qwen2.5 size the benchmarks know")
@@ -97,26 +80,27 @@ def load_benchmarks(paths: list[str | Path]) -> tuple[list[dict], list[dict]]:
     return train, sample
 
 
-def _settings(row: dict[str, Any]) -> dict[str, Any]:
-    knobs = row.get("speed_knobs") or {}
-    return {
-        "micro_batch": row.get("micro_batch"),
-        "gradient_checkpointing": bool(row.get("gradient_checkpointing")),
-        "attn_implementation": row.get("attn_implementation"),
-        "padding_free": bool(knobs.get("padding_free", False)),
-        "liger_kernel": bool(knobs.get("liger_kernel", False)),
-        "torch_compile": bool(knobs.get("torch_compile", False)),
-        "pad_to_multiple_of": knobs.get("pad_to_multiple_of"),
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a benchmark row must share with the config to stand for it."""
+    out = {
+        "micro_batch": settings.get("micro_batch"),
+        "gradient_checkpointing": bool(settings.get("gradient_checkpointing")),
+        "attn_implementation": settings.get("attn_implementation"),
     }
+    for key, default in SPEED_DEFAULTS.items():
+        value = settings.get(key, default)
+        out[key] = bool(value) if isinstance(default, bool) else value
+    return out
+
+
+def _settings(row: dict[str, Any]) -> dict[str, Any]:
+    return _comparable({**row, **(row.get("speed_knobs") or {})})
 
 
 def train_rate(rows: list[dict], size: str, wanted: dict[str, Any], copies: int = 1) -> TrainRate:
     """The benchmark row for ``size`` run with the configured settings (and ``copies`` jobs per
     GPU); the fastest matching one if several. No match is an error, not a guess."""
-    want = {k: wanted.get(k) for k in MATCH_KEYS}
-    want["gradient_checkpointing"] = bool(want["gradient_checkpointing"])
-    for k in ("padding_free", "liger_kernel", "torch_compile"):
-        want[k] = bool(want[k])
+    want = _comparable(wanted)
     ok = [
         r
         for r in rows
