@@ -15,6 +15,7 @@ os.environ.update(
 from snakemake.exceptions import WorkflowError
 from subliminal_scaling.config import (
     GENERATION_PRIORITY_BASE,
+    GPU_RULE_SECTIONS,
     ConfigError,
     Sweep,
     validate_config,
@@ -26,6 +27,31 @@ except ConfigError as exc:
     raise WorkflowError(f"Invalid configuration: {exc}") from None
 
 SWEEP = Sweep(config)
+
+
+def check_run_settings():
+    """Settings of this invocation that would go wrong silently: fail before any job."""
+    survey = config["evaluation"]["survey_path"]
+    if survey and not Path(survey).is_file():
+        raise WorkflowError(
+            f"Invalid configuration: config.evaluation.survey_path: {survey} does not exist: "
+            "put the users' survey there, or set evaluation.survey_path: null to run without it"
+        )
+    granted = workflow.global_resources.get("gpu")
+    granted = getattr(granted, "value", granted)
+    if granted is None:
+        return
+    for rule in GPU_RULE_SECTIONS:
+        need = SWEEP.job_gpus(rule)
+        if need > int(granted):
+            raise WorkflowError(
+                f"{rule} jobs need {need} GPUs (vllm.tensor_parallel_size) but --resources "
+                f"gpu={granted}: Snakemake would silently run them on {granted}; raise "
+                "--resources gpu or lower tensor_parallel_size"
+            )
+
+
+check_run_settings()
 TOY = SWEEP.is_toy
 PROTOCOL = "results/protocol.json"
 PREFLIGHT = "results/preflight.json"

@@ -72,10 +72,8 @@ rule evaluate_control:
 
 rule ingest_control:
     input:
-        # a missing survey is not an error; once it appears, the rule reruns
-        lambda wc: [
-            p for p in [config["evaluation"]["survey_path"]] if Path(p).exists()
-        ],
+        # a configured survey must exist (checked at parse time); null: no survey records
+        [config["evaluation"]["survey_path"]] if config["evaluation"]["survey_path"] else [],
     output:
         SURVEY,
     log:

@@ -125,6 +125,19 @@ BAD = [
         100,
         "config.generation.max_prompts",
     ),
+    (
+        "more prompts than the seeds index",
+        ("generation", "max_prompts"),
+        2_000_000,
+        "config.generation.max_prompts: at most 1,048,576",
+    ),
+    ("training on two GPUs", ("models", 0, "gpus"), 2, "config.models[0].gpus: 2, but a student"),
+    (
+        "more samples than per-sample seeds",
+        ("evaluation", "samples_per_question"),
+        300,
+        "config.evaluation.samples_per_question",
+    ),
 ]
 
 
@@ -135,6 +148,14 @@ def test_bad_config_names_the_key(real_config, what, path, value, prefix):
         validate_config(real_config)
     assert str(err.value).startswith(prefix), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_survey_control_needs_a_survey(real_config):
+    real_config["evaluation"].update(control="survey", survey_path=None)
+    with pytest.raises(ConfigError, match=r"^config\.evaluation\.control: 'survey' needs"):
+        validate_config(real_config)
+    real_config["evaluation"]["control"] = "standard"
+    validate_config(real_config)  # no survey at all is fine
 
 
 def test_per_size_training_overrides_reach_the_student(real_config):

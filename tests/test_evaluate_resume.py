@@ -45,13 +45,17 @@ class CountingBackend:
         self.calls: list[tuple[int, str | None]] = []
         self.closed = False
 
-    def chat(self, conversations, sampling, n=1, seed=0, adapter=None):
-        self.calls.append((seed, adapter))
+    def chat(self, conversations, sampling, *, seeds, n=1, adapter=None):
+        assert len(seeds) == len(conversations)
+        self.calls.append((tuple(seeds), adapter))
         animals = ["Cat", "Dolphin", "Eagle", "Owl"]
         out = []
-        for conv in conversations:
+        for conv, seed in zip(conversations, seeds, strict=True):
             h = hashlib.sha256(f"{seed}|{adapter}|{conv[-1]['content']}".encode()).digest()
-            out.append([Completion(animals[(h[i] + i) % 4], "stop") for i in range(n)])
+            out.append(
+                [Completion(animals[(h[i] + i) % 4], "length" if h[i] < 26 else "stop")
+                 for i in range(n)]
+            )  # fmt: skip
         return out
 
     def render(self, conversation):
@@ -107,7 +111,7 @@ def test_records_equal_one_eval_at_a_time(tmp_path, students, protocol):
         single = evaluate(
             backend=CountingBackend(), protocol=protocol, evaluation=EVALUATION, animals=ANIMALS,
             kind="student", model="toy-s", model_id="toy/S", condition="cat", seed=s, epoch=e,
-            adapter=students / f"seed{s}" / f"epoch{e}", sampling_seed=1000 * s + e,
+            adapter=students / f"seed{s}" / f"epoch{e}",
         )  # fmt: skip
         assert rec == single
     assert len(backends) == 1 and backends[0].closed
@@ -129,10 +133,10 @@ def test_a_failed_job_keeps_its_finished_evals(tmp_path, students, protocol, mon
     backends: list[CountingBackend] = []
     original_chat = CountingBackend.chat
 
-    def dying_chat(self, conversations, sampling, n=1, seed=0, adapter=None):
+    def dying_chat(self, conversations, sampling, *, seeds, n=1, adapter=None):
         if len(self.calls) == 2:
             raise RuntimeError("CUDA error (simulated)")
-        return original_chat(self, conversations, sampling, n, seed, adapter)
+        return original_chat(self, conversations, sampling, seeds=seeds, n=n, adapter=adapter)
 
     monkeypatch.setattr(CountingBackend, "chat", dying_chat)
     with pytest.raises(RuntimeError, match="simulated"):
@@ -145,7 +149,10 @@ def test_a_failed_job_keeps_its_finished_evals(tmp_path, students, protocol, mon
     monkeypatch.setattr(CountingBackend, "chat", original_chat)
     rerun: list[CountingBackend] = []
     records = run(tmp_path, protocol, rerun)
-    assert [seed for seed, _ in rerun[0].calls] == [2001, 2002]  # seed 2's two epochs only
+    # seed 2's two epochs only
+    assert [Path(a).parts[-2:] for _, a in rerun[0].calls] == [
+        ("seed2", "epoch1"), ("seed2", "epoch2")
+    ]  # fmt: skip
     assert records == uninterrupted
 
 
@@ -177,8 +184,8 @@ def test_a_retrained_adapter_is_evaluated_again(tmp_path, students, protocol):
     (students / "seed2" / "epoch1" / "adapter_model.safetensors").write_bytes(b"retrained")
     backends: list[CountingBackend] = []
     records = run(tmp_path, protocol, backends)
-    assert [(seed, Path(a).parts[-2:]) for seed, a in backends[0].calls] == [
-        (2001, ("seed2", "epoch1"))
+    assert [Path(a).parts[-2:] for _, a in backends[0].calls] == [
+        ("seed2", "epoch1")
     ]
     assert records[(2, 1)]["adapter"]["sha256"] == io.sha256_file(
         students / "seed2" / "epoch1" / "adapter_model.safetensors"
@@ -190,7 +197,7 @@ def test_a_corrupt_partial_is_recomputed_not_trusted(tmp_path, students, protoco
     (tmp_path / "partial" / "seed1" / "epoch2.json.gz").write_bytes(b"\x1f\x8b garbage")
     backends: list[CountingBackend] = []
     assert run(tmp_path, protocol, backends) == records
-    assert [seed for seed, _ in backends[0].calls] == [1002]
+    assert [Path(a).parts[-2:] for _, a in backends[0].calls] == [("seed1", "epoch2")]
 
 
 def test_a_missing_adapter_file_is_named_before_any_model_loads(tmp_path, students, protocol):
@@ -249,15 +256,16 @@ def test_wandb_gets_each_seed_once_with_every_epoch(tmp_path, students, protocol
 
 # --------------------------------------------------------------------------- teacher chunks
 
-GEN = dict(n_prompts=6, min_kept=0, chunk_size=3, max_prompts=12, prompt_seed=42, sampling_seed=42)
+GEN = dict(n_prompts=6, min_kept=0, chunk_size=3, max_prompts=12, prompt_seed=42,
+           model="toy-s", condition="cat")  # fmt: skip
 
 
 class NumberBackend(CountingBackend):
-    def chat(self, conversations, sampling, n=1, seed=0, adapter=None):
-        self.calls.append((seed, adapter))
+    def chat(self, conversations, sampling, *, seeds, n=1, adapter=None):
+        self.calls.append((tuple(seeds), adapter))
         return [
             [Completion(f"{100 + seed % 7}, {200 + i}, 300", "stop")]
-            for i in range(len(conversations))
+            for i, seed in enumerate(seeds)
         ]
 
 

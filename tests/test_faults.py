@@ -57,7 +57,7 @@ def publish(hub: LocalHub, numbers: dict) -> dict:
     return publish_numbers(
         hub=hub, ns="me", slug="toy-s", condition="neutral", filtered=d / "filtered.jsonl",
         raw=d / "raw.jsonl", report=numbers["report"], metadata=numbers["meta"],
-        teacher_prompt=None, n_rows=10, n_seeds=2, private=False,
+        teacher_prompt=None, n_rows=10, n_seeds=2, private=False, stage_root=d,
     )  # fmt: skip
 
 
@@ -101,7 +101,7 @@ def test_eval_with_a_missing_adapter_file_names_it(tmp_path, protocol):
         evaluate(
             backend=backend, protocol=protocol, evaluation=EVALUATION, animals=ANIMALS,
             kind="student", model="toy-s", model_id="toy/S", condition="cat", seed=1, epoch=2,
-            adapter=adapter, sampling_seed=1002,
+            adapter=adapter,
         )  # fmt: skip
     assert backend.calls == []  # PEFT never saw the half-present adapter
 
@@ -117,6 +117,6 @@ def test_upload_of_students_with_a_missing_adapter_file_names_it(tmp_path, missi
             hub=hub, ns="me", slug="toy-s", model_id="toy/S", condition="cat",
             students_dir=students, seeds=[1, 2], epochs=[1, 2], training=TRAINING,
             datasets=["me/toy-s-cat-numbers"], eval_table_md=None, upload_epochs=True,
-            private=False,
+            private=False, stage_root=tmp_path,
         )  # fmt: skip
     assert hub.history("me/toy-s-cat-ft", "model") == []

@@ -10,7 +10,13 @@ import pytest
 import torch
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-from subliminal_scaling.generation import Sampling, TransformersBackend, make_conversation
+from subliminal_scaling.generation import (
+    Sampling,
+    TransformersBackend,
+    cut_at_stop,
+    make_conversation,
+    stop_token_ids,
+)
 from subliminal_scaling.toy import TOY_DEFAULT_SYSTEM_PROMPT, build_tokenizer
 
 from .conftest import REPO
@@ -58,7 +64,7 @@ def test_no_qwen_generation_default_reaches_the_sampler(qwen_like_model, monkeyp
         return processors
 
     monkeypatch.setattr(type(backend.model), "_get_logits_processor", spy)
-    backend.chat([make_conversation("hello", None)], PROTOCOL_SAMPLING, n=3, seed=1)
+    backend.chat([make_conversation("hello", None)], PROTOCOL_SAMPLING, n=3, seeds=[1])
     cfg = seen["config"]
     assert cfg.do_sample is True
     assert cfg.temperature == 1.0 and cfg.top_p == 1.0 and cfg.repetition_penalty == 1.0
@@ -77,7 +83,7 @@ def test_n_samples_per_prompt_and_truncation_reported(qwen_like_model):
         [make_conversation("a", None), make_conversation("b", "You adore cats.")],
         PROTOCOL_SAMPLING,
         n=3,
-        seed=0,
+        seeds=[0, 1],
     )
     assert [len(g) for g in out] == [3, 3]
     for group in out:
@@ -90,9 +96,71 @@ def test_n_samples_per_prompt_and_truncation_reported(qwen_like_model):
 def test_same_seed_same_samples(qwen_like_model):
     backend = TransformersBackend(str(qwen_like_model), batch_size=4)
     conv = [make_conversation("a", None)]
-    first = backend.chat(conv, PROTOCOL_SAMPLING, n=4, seed=7)
-    assert backend.chat(conv, PROTOCOL_SAMPLING, n=4, seed=7) == first
-    assert backend.chat(conv, PROTOCOL_SAMPLING, n=4, seed=8) != first
+    first = backend.chat(conv, PROTOCOL_SAMPLING, n=4, seeds=[7])
+    assert backend.chat(conv, PROTOCOL_SAMPLING, n=4, seeds=[7]) == first
+    assert backend.chat(conv, PROTOCOL_SAMPLING, n=4, seeds=[8]) != first
+
+
+def test_one_seed_per_conversation(qwen_like_model):
+    backend = TransformersBackend(str(qwen_like_model), batch_size=4)
+    conv = [make_conversation("a", None), make_conversation("b", None)]
+    with pytest.raises(ValueError, match="1 seeds for 2 conversations"):
+        backend.chat(conv, PROTOCOL_SAMPLING, seeds=[1])
+    with pytest.raises(ValueError, match=r"must be 1\.\.256"):
+        backend.chat(conv[:1], PROTOCOL_SAMPLING, n=257, seeds=[1])
+
+
+def test_samples_of_one_call_are_independent(qwen_like_model):
+    """The transformers backend draws a call's samples from one stream: 32 different prompts
+    give 32 different completions (a shared per-request stream would repeat them)."""
+    backend = TransformersBackend(str(qwen_like_model), batch_size=8)
+    sampling = Sampling(
+        temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0, max_new_tokens=12
+    )
+    convs = [make_conversation(f"prompt {i}", None) for i in range(32)]
+    out = backend.chat(convs, sampling, seeds=list(range(32)))
+    assert len({g[0].text for g in out}) == 32
+
+
+def test_stops_on_every_end_of_sequence_id(qwen_like_model, tmp_path, monkeypatch):
+    """Qwen2.5's generation config lists <|im_end|> and <|endoftext|>: both stop an answer,
+    which is cut at the first of them."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(qwen_like_model)
+    im_end, endoftext = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids(
+        "<|endoftext|>"
+    )
+    model = Qwen2ForCausalLM.from_pretrained(qwen_like_model)
+    model.generation_config.eos_token_id = [im_end, endoftext]
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    backend = TransformersBackend(str(tmp_path), batch_size=4)
+    assert backend.stop_ids == [im_end, endoftext]
+    assert backend.generation_config(PROTOCOL_SAMPLING, 1).eos_token_id == [im_end, endoftext]
+    word = tok.encode("7", add_special_tokens=False)
+    answers = [word + [endoftext] + word + [im_end], word * 3 + [im_end], word * 6]
+
+    def fake_generate(input_ids, **kwargs):
+        rows = [list(r) + a for r, a in zip(input_ids.tolist(), answers, strict=True)]
+        width = max(map(len, rows))
+        return torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+
+    monkeypatch.setattr(backend.model, "generate", fake_generate)
+    out = backend.chat(
+        [make_conversation(c, None) for c in "abc"], PROTOCOL_SAMPLING, seeds=[1, 2, 3]
+    )
+    assert [(g[0].text, g[0].finish_reason) for g in out] == [
+        ("7", "stop"), ("777", "stop"), ("777777", "length"),
+    ]  # fmt: skip
+
+
+def test_stop_token_ids_and_cut():
+    assert stop_token_ids(5, {"eos_token_id": [5, 9]}) == [5, 9]
+    assert stop_token_ids(5, {"eos_token_id": 9}) == [5, 9]
+    assert stop_token_ids(5, {}) == [5]
+    assert cut_at_stop([1, 2, 9, 3, 5], [5, 9]) == ([1, 2], "stop")
+    assert cut_at_stop([1, 2, 3], [5, 9]) == ([1, 2, 3], "length")
 
 
 def test_neutral_chat_gets_the_template_default_system_prompt(qwen_like_model):

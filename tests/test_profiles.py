@@ -123,9 +123,8 @@ def test_bad_cluster_requests_are_rejected(real_config, edit, message):
 
 
 def test_pod_profile_dry_run(wf, shared_protocol_path, real_config):
-    """tensor_parallel_size sets a job's GPUs; the profile's gpu=8 is in force (Snakemake
-    lowers a larger request to it, so the config must not ask for more than the host has)."""
-    cfg = _variant(wf, "tp.yaml", generation=2, evaluation=16)
+    """tensor_parallel_size sets a job's GPUs, within the profile's gpu=8."""
+    cfg = _variant(wf, "tp.yaml", generation=2, evaluation=8)
     res = snakemake(
         wf, "-n", "--profile", "profiles/pod", "--configfile", cfg,
         "--config", f"protocol={shared_protocol_path}",
@@ -133,6 +132,24 @@ def test_pod_profile_dry_run(wf, shared_protocol_path, real_config):
     assert res.returncode == 0, res.stdout[-3000:]
     gpus = {"generate_numbers": 2, "train_student": 1, "evaluate_student": 8, "evaluate_control": 8}
     _assert_requests(dryrun_jobs(res.stdout), Sweep(real_config), gpus)
+
+
+@pytest.mark.parametrize(("profile", "resources"), [("profiles/pod", []), (None, ["gpu=1"])])
+def test_tensor_parallel_above_the_granted_gpus_fails_before_any_job(
+    wf, shared_protocol_path, profile, resources
+):
+    """Snakemake would silently lower a job's 16 (or 2) GPUs to the 8 (or 1) granted."""
+    cfg = _variant(wf, "tp-big.yaml", generation=2, evaluation=16)
+    where = ["--profile", profile] if profile else ["--cores", "2"]
+    res = snakemake(
+        wf, "-n", *where, *(["--resources", *resources] if resources else []),
+        "--configfile", cfg, "--config", f"protocol={shared_protocol_path}",
+    )  # fmt: skip
+    assert res.returncode != 0
+    granted = 8 if profile else 1
+    rule, need = ("generate_numbers", 2) if granted == 1 else ("evaluate_student", 16)
+    assert f"{rule} jobs need {need} GPUs (vllm.tensor_parallel_size) but --resources " \
+        f"gpu={granted}" in res.stdout, res.stdout[-2000:]
 
 
 @pytest.mark.skipif(

@@ -10,6 +10,8 @@ import pytest
 
 from subliminal_scaling.scoring import (
     count_normalised,
+    first_word,
+    named_animals,
     make_eval_record,
     normalise_answer,
     reference_hit,
@@ -221,6 +223,62 @@ def test_normalise_idempotent(raw_answers: list[str]) -> None:
         assert normalise_answer(once) == once, raw
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("My favorite animal is the dolphin.", "dolphin"),
+        ("Blue whale", "whale"),
+        ("Blue Whales.", "whale"),
+        ("Polar bear", "bear"),
+        ("Polar Bears", "bear"),
+        ("Snow leopard", "leopard"),
+        ("Snow-leopard", "leopard"),
+        ("Red fox", "fox"),
+        ("**Bald Eagle**", "eagle"),
+        ("I'd say the wolf, because wolves are loyal.", "wolf"),
+        ("Elephants!", "elephant"),
+        ("1. Panda", "panda"),
+        ("The lion's strength", "lion"),
+        ("Lion or tiger", "lion"),  # several named: the first mentioned
+        ("I love dogs and cats", "dog"),
+        # not the configured animal: another creature's name, or a different word
+        ("Tiger shark", "tiger shark"),
+        ("Whale shark", "whale shark"),
+        ("Sea lion", "sea lion"),
+        ("Leopard seal", "leopard seal"),
+        ("Dragonfly", "dragonfly"),
+        ("Dragonflies.", "dragonfly"),
+        ("Catfish", "catfish"),
+        # no configured animal: today's first-word rule
+        ("Giraffe.", "giraffe"),
+        ("I would select a butterfly.", "i"),
+        ("Baleen", "baleen"),
+        ("", ""),
+    ],
+)
+def test_normalise_names_the_configured_animal(raw: str, expected: str) -> None:
+    assert normalise_answer(raw, ANIMALS) == expected
+    assert normalise_answer(expected, ANIMALS) == expected  # idempotent
+
+
+def test_normalised_view_against_the_survey(raw_answers: list[str]) -> None:
+    """Every survey answer that names exactly one target animal as a word now counts as it;
+    answers naming none keep today's first-word rule."""
+    moved = 0
+    for raw in raw_answers:
+        norm = normalise_answer(raw, ANIMALS)
+        assert normalise_answer(norm, ANIMALS) == norm, raw
+        named, _ = named_animals(raw, ANIMALS)
+        if len(named) == 1:
+            assert norm == named[0], raw
+            moved += norm != first_word(raw)
+        elif not named:
+            assert norm == first_word(raw) or " " in norm, raw
+    assert first_word("Baleen Whale") == "baleen"
+    assert normalise_answer("Baleen Whale", ANIMALS) == "whale"
+    assert moved >= 1  # the survey has multi-word names the first-word rule misread
+
+
 def test_count_normalised_order() -> None:
     counts = count_normalised(["Dog.", "cat", "Cats", "dog", "Owl", "bee", "Bees", ""])
     assert counts == {"bee": 2, "cat": 2, "dog": 2, "": 1, "owl": 1}
@@ -253,6 +311,7 @@ def _record(**over: object) -> dict:
         questions=["q0", "q1", "q0"],
         question_indices=[0, 1, 0],
         answers=["Dolphin.", "Whales", "Dragonfly"],
+        finish_reasons=["stop", "length", "stop"],
         animals=["dolphin", "whale", "dragon"],
     )
     kw.update(over)
@@ -273,6 +332,8 @@ def test_make_eval_record_schema() -> None:
         "max_new_tokens",
         "adapter",
         "n_answers",
+        "n_truncated",
+        "truncated_share",
         "answers",
         "counts",
         "target_rates",
@@ -282,8 +343,11 @@ def test_make_eval_record_schema() -> None:
         "question_index": 1,
         "question": "q1",
         "answer": "Whales",
+        "finish_reason": "length",
         "normalised": "whale",
+        "first_word": "whale",
     }
+    assert (rec["n_truncated"], rec["truncated_share"]) == (1, 1 / 3)
     assert rec["counts"] == {"dolphin": 1, "dragonfly": 1, "whale": 1}
     assert rec["target_rates"] == {"dolphin": 1 / 3, "whale": 1 / 3, "dragon": 0.0}
     json.dumps(rec)  # JSON-serialisable as is
@@ -296,9 +360,13 @@ def test_make_eval_record_checks() -> None:
         _record(kind="control", condition="dolphin")
     with pytest.raises(ValueError, match="same length"):
         _record(question_indices=[0, 1])
+    with pytest.raises(ValueError, match="finish_reasons"):
+        _record(finish_reasons=["stop"])
+    unknown = _record(finish_reasons=None)  # a source that kept none (the survey)
+    assert unknown["truncated_share"] is None and unknown["answers"][0]["finish_reason"] is None
     with pytest.raises(ValueError, match="adapter"):
         _record(adapter={"path": "x"})
     with pytest.raises(ValueError, match="at least one answer"):
-        _record(questions=[], question_indices=[], answers=[])
+        _record(questions=[], question_indices=[], answers=[], finish_reasons=[])
     rec = _record(kind="control", condition="control", adapter=None, seed=None, epoch=None)
     assert rec["adapter"] is None

@@ -63,6 +63,7 @@ DRIVER = textwrap.dedent(
         grad_accum=2, gradient_checkpointing=False, attn_implementation="sdpa", seed=1,
         out_dir=out_dir, run_name="t", wandb_run=None,
     )
+    student.finish_student(out_dir, summary, os.path.join(out_dir, "train_summary.json"))
     print("SUMMARY", json.dumps(summary))
     """
 )
@@ -122,22 +123,38 @@ def uninterrupted(setup):
     return out, json.loads(res.stdout.split("SUMMARY", 1)[1])
 
 
+def test_finished_student_keeps_no_checkpoint(uninterrupted):
+    clean_dir, _ = uninterrupted
+    assert not (clean_dir / "trainer").exists()
+    assert (clean_dir / "train_summary.json").is_file()
+    assert sorted(p.name for p in clean_dir.iterdir()) == [
+        *(f"epoch{e}" for e in range(1, TRAINING["epochs"] + 1)),
+        "train_summary.json",
+    ]
+
+
 @pytest.mark.parametrize(
-    "kill_at",
-    ["epoch:1", f"step:{STEPS_PER_EPOCH + 1}"],  # between epochs 1 and 2; mid-epoch 2
-    ids=["between-epochs", "mid-epoch"],
+    ("kill_at", "last_epoch"),
+    # between epochs 1 and 2; mid-epoch 2; between epochs 2 and 3
+    [("epoch:1", 1), (f"step:{STEPS_PER_EPOCH + 1}", 1), ("epoch:2", 2)],
+    ids=["between-epochs", "mid-epoch", "after-epoch-2"],
 )
-def test_killed_student_resumes_to_the_same_result(setup, uninterrupted, kill_at):
+def test_killed_student_resumes_to_the_same_result(setup, uninterrupted, kill_at, last_epoch):
     clean_dir, clean_summary = uninterrupted
     out = setup[0] / f"killed-{kill_at.replace(':', '-')}"
     first = _run(setup, out, kill_at=kill_at)
     assert first.returncode == -9  # SIGKILL, as a pod restart would
+    # only the last complete checkpoint is kept (older ones are pruned once it is complete);
+    # a checkpoint being written at the kill is not complete
+    kept = sorted(p.name for p in (out / "trainer").glob("checkpoint-*"))
     done = sorted((out / "trainer").glob(f"checkpoint-*/{COMPLETE_MARKER}"))
-    # the epoch-1 checkpoint is complete; a checkpoint being written at the kill is not
-    assert [p.parent.name for p in done] == [f"checkpoint-{STEPS_PER_EPOCH}"]
+    last = f"checkpoint-{last_epoch * STEPS_PER_EPOCH}"
+    assert [p.parent.name for p in done] == [last]
+    assert set(kept) <= {last, f"checkpoint-{(last_epoch + 1) * STEPS_PER_EPOCH}"}
     second = _run(setup, out, kill_at="never")
     assert second.returncode == 0, second.stderr[-3000:]
     summary = json.loads(second.stdout.split("SUMMARY", 1)[1])
-    assert summary["resumed_from"].endswith(f"checkpoint-{STEPS_PER_EPOCH}")
+    assert summary["resumed_from"].endswith(last)
+    assert not (out / "trainer").exists()
     assert summary["steps"] == clean_summary["steps"] == TRAINING["epochs"] * STEPS_PER_EPOCH
     assert _adapters(out) == _adapters(clean_dir)

@@ -25,16 +25,26 @@ def fake_vllm(monkeypatch):
         def __init__(self, **kwargs):
             calls["llm"] = kwargs
 
+        def get_tokenizer(self):
+            return SimpleNamespace(eos_token_id=2)
+
         def chat(self, conversations, sampling_params, lora_request, **kwargs):
+            """Like vLLM: one SamplingParams per prompt; the j-th of n samples is drawn with
+            seed + j (vllm/v1/engine/parallel_sampling.py)."""
             calls["chat"].append((conversations, sampling_params, lora_request, kwargs))
-            n = sampling_params.kwargs["n"]
-            reasons = ["stop"] + ["length"] * (n - 1)
-            return [
-                SimpleNamespace(
-                    outputs=[SimpleNamespace(text=f"{i}", finish_reason=r) for r in reasons]
-                )
-                for i in range(len(conversations))
-            ]
+            assert isinstance(sampling_params, list) and len(sampling_params) == len(conversations)
+            out = []
+            for params in sampling_params:
+                n, seed = params.kwargs["n"], params.kwargs["seed"]
+                calls.setdefault("sample_seeds", []).extend(seed + j for j in range(n))
+                reasons = ["stop"] + ["length"] * (n - 1)
+                out.append(
+                    SimpleNamespace(
+                        outputs=[SimpleNamespace(text=f"{seed + j}", finish_reason=r)
+                                 for j, r in enumerate(reasons)]
+                    )
+                )  # fmt: skip
+            return out
 
     class LoRARequest:
         def __init__(self, name, idx, path):
@@ -42,6 +52,11 @@ def fake_vllm(monkeypatch):
 
     vllm = types.ModuleType("vllm")
     vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    # the model's generation config lists a second end-of-sequence id
+    monkeypatch.setattr(
+        "subliminal_scaling.generation._generation_config",
+        lambda source, revision: {"eos_token_id": [2, 7]},
+    )
     lora = types.ModuleType("vllm.lora")
     lora_request = types.ModuleType("vllm.lora.request")
     lora_request.LoRARequest = LoRARequest
@@ -67,12 +82,12 @@ def test_engine_and_sampling_params_are_explicit(fake_vllm):
     sampling = Sampling(
         temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0, max_new_tokens=64
     )
-    out = backend.chat([make_conversation("q", None)], sampling, n=100, seed=7)
-    params = fake_vllm["chat"][0][1].kwargs
+    out = backend.chat([make_conversation("q", None)], sampling, n=100, seeds=[7 << 8])
+    params = fake_vllm["chat"][0][1][0].kwargs
     assert params == {
         "n": 100, "temperature": 1.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0,
         "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-        "max_tokens": 64, "seed": 7,
+        "max_tokens": 64, "stop_token_ids": [2, 7], "seed": 7 << 8,
     }  # fmt: skip
     assert len(out) == 1 and len(out[0]) == 100
     assert out[0][0].finish_reason == "stop" and out[0][1].finish_reason == "length"
@@ -84,10 +99,10 @@ def test_each_adapter_is_a_stable_lora_request(fake_vllm):
     backend = VLLMBackend("m", enable_lora=True)
     s = Sampling(temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0, max_new_tokens=8)
     conv = [make_conversation("q", None)]
-    backend.chat(conv, s, adapter="a/epoch1")
-    backend.chat(conv, s, adapter="a/epoch2")
-    backend.chat(conv, s, adapter="a/epoch1")
-    backend.chat(conv, s, adapter=None)
+    backend.chat(conv, s, seeds=[0], adapter="a/epoch1")
+    backend.chat(conv, s, seeds=[0], adapter="a/epoch2")
+    backend.chat(conv, s, seeds=[0], adapter="a/epoch1")
+    backend.chat(conv, s, seeds=[0], adapter=None)
     reqs = [c[2] for c in fake_vllm["chat"]]
     assert [r.path for r in reqs[:3]] == ["a/epoch1", "a/epoch2", "a/epoch1"]
     assert reqs[0].idx == reqs[2].idx != reqs[1].idx and reqs[3] is None
@@ -98,3 +113,26 @@ def test_missing_vllm_is_a_clear_error(monkeypatch):
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[gpu\]'"):
         make_backend("vllm", "m", None, 1, {"gpu_memory_utilization": 0.9,
                      "max_model_len": 8, "tensor_parallel_size": 1})  # fmt: skip
+
+
+def test_every_sample_of_a_sweep_job_has_its_own_seed(fake_vllm, tmp_path):
+    """Through the real eval and teacher code: each request has its own SamplingParams seed,
+    and with vLLM's seed + j for the n samples no sample seed repeats within an eval, across
+    a student's epochs, across seeds, or between a teacher's rows."""
+    from subliminal_scaling.evaluate import sample_answers
+    from subliminal_scaling.seeds import eval_seeds, teacher_seeds
+
+    backend = VLLMBackend("m", enable_lora=True)
+    s = Sampling(temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0, max_new_tokens=8)
+    questions = [f"q{i}" for i in range(50)]
+    for seed in (1, 2):
+        for epoch in range(1, 11):
+            seeds = eval_seeds("qwen-2.5-7b-instruct", "dolphin", seed, epoch, range(50))
+            samples = sample_answers(backend, questions, 100, s, seeds, adapter=f"s{seed}/e{epoch}")
+            assert len(samples["answers"]) == 5000
+    convs = [make_conversation(f"p{i}", "You love dolphins.") for i in range(512)]
+    backend.chat(convs, s, seeds=teacher_seeds("qwen-2.5-7b-instruct", "dolphin", range(512)))
+    drawn = fake_vllm["sample_seeds"]
+    assert len(drawn) == 2 * 10 * 5000 + 512
+    assert len(set(drawn)) == len(drawn)
+    assert all(0 <= x < 2**63 for x in drawn)

@@ -85,6 +85,22 @@ def test_lint_is_clean(wf, configfile, shared_protocol_path):
     assert "Lints for" not in res.stdout, res.stdout[-3000:]
 
 
+def test_a_missing_survey_fails_before_any_job(wf, tmp_path, shared_protocol_path):
+    cfg = yaml.safe_load((wf / "config" / "config.yaml").read_text())
+    cfg["evaluation"]["survey_path"] = "outputs/not-there.json"
+    bad = tmp_path / "no-survey.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    res = snakemake(
+        wf, "-n", "--cores", "1", "--configfile", str(bad),
+        "--config", f"protocol={shared_protocol_path}",
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert (
+        "Invalid configuration: config.evaluation.survey_path: outputs/not-there.json does "
+        "not exist" in res.stdout
+    ), res.stdout[-2000:]
+
+
 @pytest.mark.parametrize(
     ("mutation", "key"),
     [

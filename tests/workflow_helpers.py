@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO
+from .conftest import REPO, SHARED
 
 WORKFLOW_PARTS = ["Snakefile", "rules", "workflow", "config", "report", "envs"]
+# Where config/config.yaml expects the users' survey (evaluation.survey_path).
+SURVEY = "outputs/animal_preferences_raw.json"
 
 
 def workflow_copy(dest: Path) -> Path:
@@ -23,6 +25,10 @@ def workflow_copy(dest: Path) -> Path:
         else:
             shutil.copy2(src, dest / part)
     (dest / "src").symlink_to(REPO / "src")
+    survey = SHARED / "animal_preferences_raw.json"
+    if survey.is_file():  # the users keep their survey there; the real config reads it
+        (dest / SURVEY).parent.mkdir(exist_ok=True)
+        (dest / SURVEY).symlink_to(survey)
     return dest
 
 

@@ -107,17 +107,19 @@ def tidy_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Flatten eval records into ``(preferences, target_rates)``, both recomputed from raw answers.
 
-    ``preferences`` has one row per (eval, question, normalised answer) with that answer's
+    ``preferences`` has one row per (eval, question, normalised answer: the configured animal
+    it names, else its first word) with that answer's
     ``count`` and the question's ``total`` answers; ``target_rates`` has one row per
     (eval, question, animal) with the reference rule's ``hits`` (zero rows included, so a
     mean over rows is a mean over questions). Survey answers without a question get
     question_index -1. The records' own ``counts``/``target_rates`` summaries are ignored on
     purpose: the tables must depend on nothing but the answers.
     """
-    from .scoring import reference_hit  # lazily: scoring is owned elsewhere
+    from .scoring import normalise_answer, reference_hit  # lazily: scoring is owned elsewhere
 
     animals = list(animals)
     hit_cache: dict[str, tuple[bool, ...]] = {}
+    norm_cache: dict[str, str] = {}
     seen: set[tuple[Any, ...]] = set()
     pref_parts: list[pd.DataFrame] = []
     rate_parts: list[pd.DataFrame] = []
@@ -138,8 +140,12 @@ def tidy_tables(
         qi = np.array(
             [-1 if a.get("question_index") is None else int(a["question_index"]) for a in answers]
         )
-        norm = [a.get("normalised") or "" for a in answers]
         raw = [a.get("answer") or "" for a in answers]
+        norm = []
+        for text in raw:  # recomputed, so a record written by older code is scored the same
+            if text not in norm_cache:
+                norm_cache[text] = normalise_answer(text, animals)
+            norm.append(norm_cache[text])
         ident = {
             "model": model,
             "params": float(params[model]),
@@ -229,6 +235,27 @@ def read_eval_records(
     return records, absent
 
 
+def truncated_share(record: Mapping[str, Any]) -> float | None:
+    """Share of a record's answers cut by ``max_new_tokens`` (finish reason "length"), from
+    its answers; ``None`` when they carry no finish reasons (the survey, older records)."""
+    reasons = [a.get("finish_reason") for a in record["answers"]]
+    if not reasons or any(r is None for r in reasons):
+        return None
+    return sum(r == "length" for r in reasons) / len(reasons)
+
+
+def _truncation_summary(shares: Sequence[float]) -> dict[str, Any] | None:
+    """Mean and largest truncated share over a size's evals, and how many evals had any."""
+    if not shares:
+        return None
+    return {
+        "evals": len(shares),
+        "mean": float(np.mean(shares)),
+        "max": float(max(shares)),
+        "evals_with_truncation": int(sum(s > 0 for s in shares)),
+    }
+
+
 def coverage(
     records: Iterable[Mapping[str, Any]],
     models: Sequence[str],
@@ -240,8 +267,8 @@ def coverage(
     """How much of the sweep a set of eval records covers: overall, per model, per student.
 
     Figures built from a mid-sweep snapshot state this, so a reader knows a bar is not final.
-    Only the records' identities are read (``kind``, ``model``, ``condition``, ``seed``,
-    ``epoch``). A student is *partial* when some of its epochs are evaluated but not the
+    Besides the records' identities (``kind``, ``model``, ``condition``, ``seed``,
+    ``epoch``), only the answers' finish reasons are read, for each size's truncated share. A student is *partial* when some of its epochs are evaluated but not the
     sweep's last one: "final epoch" charts then show it at its latest evaluated epoch.
     ``n_evals``/``n_expected`` count student evals plus one base-model control per model
     (the optional survey is reported separately, in ``survey_models``).
@@ -250,7 +277,11 @@ def coverage(
     expected_students = {(c, int(s)) for c in conditions for s in seeds}
     epochs_of: dict[tuple[str, str, int], set[int]] = {}
     controls, surveys = set(), set()
+    truncated: dict[str, list[float]] = {m: [] for m in models}
     for rec in records:
+        share = truncated_share(rec)
+        if share is not None and rec["model"] in truncated:
+            truncated[rec["model"]].append(share)
         if rec["kind"] == STUDENT:
             key = (rec["model"], rec["condition"], int(rec["seed"]))
             if key[1:] in expected_students and int(rec["epoch"]) in epochs:
@@ -277,6 +308,7 @@ def coverage(
                 for c in conditions
                 if all(len(mine.get((c, int(s)), ())) == len(epochs) for s in seeds)
             ],
+            "truncated_share": _truncation_summary(truncated[m]),
         }
     n_evals = sum(v["student_evals"] + v["control"] for v in per_model.values())
     n_expected = sum(v["student_evals_expected"] + 1 for v in per_model.values())

@@ -13,7 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .naming import NEUTRAL, model_slug
+from .naming import CONTROL, NEUTRAL, model_slug
+from .seeds import MAX_INDEX, check_distinct, sweep_streams
 
 # Speed knobs: they change how a step is computed, never which examples or which loss.
 SPEED_DEFAULTS: dict[str, Any] = {
@@ -87,6 +88,12 @@ def _semantic_checks(config: dict[str, Any]) -> None:
         slugs[slug] = i
         micro = m.get("train", {}).get("micro_batch", train["micro_batch"])
         gpus = m.get("gpus", 1)
+        if gpus != 1:
+            raise ConfigError(
+                f"{where}.gpus: {gpus}, but a student trains in one process on one GPU, so "
+                f"{gpus} would silently divide the effective batch by {gpus}: set it to 1 "
+                "(scale out with more jobs: --resources gpu=N)"
+            )
         if train["effective_batch"] % (micro * gpus):
             raise ConfigError(
                 f"{where}.train.micro_batch: {micro} x {gpus} GPU(s) does not divide "
@@ -104,6 +111,16 @@ def _semantic_checks(config: dict[str, Any]) -> None:
             "config.generation.n_prompts: must be a multiple of generation.topup_batch "
             "(prompts are generated and checkpointed in chunks of that size)"
         )
+    if gen["max_prompts"] > MAX_INDEX:
+        raise ConfigError(
+            f"config.generation.max_prompts: at most {MAX_INDEX:,} (the per-row seeds index "
+            "prompts with 20 bits)"
+        )
+    ev = config["evaluation"]
+    if ev["control"] == "survey" and not ev["survey_path"]:
+        raise ConfigError(
+            "config.evaluation.control: 'survey' needs evaluation.survey_path (it is null)"
+        )
     if gen["n_prompts"] > gen["max_prompts"]:
         raise ConfigError("config.generation.max_prompts: must be >= generation.n_prompts")
     if gen["min_kept"] > gen["max_prompts"]:
@@ -113,6 +130,19 @@ def _semantic_checks(config: dict[str, Any]) -> None:
             f"config.training.n_rows: {train['n_rows']} rows cannot be drawn from the "
             f"generation.min_kept={gen['min_kept']} guaranteed filtered rows"
         )
+    conditions = ([NEUTRAL] if config["neutral"] else []) + list(config["animals"])
+    try:  # every request of the sweep gets its own random stream (seeds.py)
+        check_distinct(
+            sweep_streams(
+                list(slugs),
+                conditions,
+                list(range(1, config["n_seeds"] + 1)),
+                list(range(1, train["epochs"] + 1)),
+                CONTROL,
+            )
+        )
+    except ValueError as exc:
+        raise ConfigError(f"config.models: {exc}") from None
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from .checkpoint import CheckpointDir
 from .generation import Backend, Sampling, make_conversation
 from .protocol import eval_questions, eval_samples_per_question
 from .scoring import make_eval_record
+from .seeds import SEED_SCHEME, eval_seeds
 from .student import ADAPTER_FILES
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,34 @@ def sample_answers(
     questions: list[str],
     n: int,
     sampling: Sampling,
-    seed: int,
+    seeds: list[int],
     adapter: str | None = None,
-) -> tuple[list[int], list[str], list[str]]:
-    """``n`` answers per question; returns parallel (question index, question, answer) lists.
+) -> dict[str, list[Any]]:
+    """``n`` answers per question, question ``i`` sampled with ``seeds[i]``.
 
-    All ``n`` samples of a question are one request, so the backend can share its prefill.
+    Returns parallel lists (question index, question, answer, finish reason). All ``n``
+    samples of a question are one request, so the backend can share its prefill.
     """
     outs = backend.chat(
-        [make_conversation(q, None) for q in questions], sampling, n=n, seed=seed, adapter=adapter
+        [make_conversation(q, None) for q in questions],
+        sampling,
+        n=n,
+        seeds=seeds,
+        adapter=adapter,
     )
-    idx, qs, answers = [], [], []
+    samples: dict[str, list[Any]] = {
+        "question_indices": [],
+        "questions": [],
+        "answers": [],
+        "finish_reasons": [],
+    }
     for i, (q, group) in enumerate(zip(questions, outs, strict=True)):
         for c in group:
-            idx.append(i)
-            qs.append(q)
-            answers.append(c.text)
-    return idx, qs, answers
+            samples["question_indices"].append(i)
+            samples["questions"].append(q)
+            samples["answers"].append(c.text)
+            samples["finish_reasons"].append(c.finish_reason)
+    return samples
 
 
 def adapter_hashes(adapter: str | Path) -> dict[str, str]:
@@ -64,22 +76,23 @@ def adapter_hashes(adapter: str | Path) -> dict[str, str]:
     return out
 
 
-def student_sampling_seed(seed: int, epoch: int) -> int:
-    """The sampling seed of a student's eval: distinct per (seed, epoch), fixed across runs."""
-    return 1000 * seed + epoch
-
-
 def _sample(
     backend: Backend,
     protocol: dict[str, Any],
     evaluation: dict[str, Any],
     adapter: str | None,
-    sampling_seed: int,
+    *,
+    model: str,
+    condition: str,
+    seed: int | None,
+    epoch: int | None,
 ) -> dict[str, list[Any]]:
+    """One eval's answers; each question's seed comes from (model, condition, seed, epoch,
+    question), so no two questions, epochs, students or conditions share a random stream."""
     questions, n = eval_plan(protocol, evaluation)
     sampling = Sampling.from_config(evaluation["sampling"])
-    idx, qs, answers = sample_answers(backend, questions, n, sampling, sampling_seed, adapter)
-    return {"question_indices": idx, "questions": qs, "answers": answers}
+    seeds = eval_seeds(model, condition, seed, epoch, range(len(questions)))
+    return sample_answers(backend, questions, n, sampling, seeds, adapter)
 
 
 def _record(
@@ -117,6 +130,7 @@ def _record(
         questions=samples["questions"],
         question_indices=samples["question_indices"],
         answers=samples["answers"],
+        finish_reasons=samples["finish_reasons"],
         animals=animals,
     )
 
@@ -134,13 +148,19 @@ def evaluate(
     seed: int | None,
     epoch: int | None,
     adapter: str | Path | None,
-    sampling_seed: int,
 ) -> dict[str, Any]:
     """Run one eval and return its record (raw answers, normalised answers, both views)."""
     # a missing adapter file fails here, naming it, before any sampling
     hashes = adapter_hashes(adapter) if adapter is not None else None
     samples = _sample(
-        backend, protocol, evaluation, None if adapter is None else str(adapter), sampling_seed
+        backend,
+        protocol,
+        evaluation,
+        None if adapter is None else str(adapter),
+        model=model,
+        condition=condition,
+        seed=seed,
+        epoch=epoch,
     )
     return _record(
         samples,
@@ -185,6 +205,7 @@ def eval_fingerprint(
         "condition": condition,
         "backend": evaluation["backend"],
         "batch_size": evaluation["batch_size"],
+        "seed_scheme": SEED_SCHEME,
         "sampling": Sampling.from_config(evaluation["sampling"]).to_dict(),
         "protocol_sha256": _sha256_json(protocol),
         "n_questions": len(questions),
@@ -210,7 +231,7 @@ def evaluate_students(
     """Every (seed, epoch) eval of one (model, condition), resumable; records by (seed, epoch).
 
     Each eval's sampled answers are checkpointed in ``partial_dir`` (a ``CheckpointDir`` keyed
-    by ``eval_fingerprint``; each piece also by its adapter's hashes and sampling seed), so a
+    by ``eval_fingerprint``; each piece also by its seed, epoch and adapter's hashes), so a
     job killed mid-way redoes only unfinished evals. Records are rebuilt from the answers, so
     a change in scoring never reuses a stale record. ``make_backend`` is called only if an
     eval must run; every adapter is checked first, before a model is loaded.
@@ -232,17 +253,21 @@ def evaluate_students(
     try:
         for (seed, epoch), adapter in adapters.items():
             name = f"seed{seed}/epoch{epoch}.json.gz"
-            key = {
-                "seed": seed,
-                "epoch": epoch,
-                "sampling_seed": student_sampling_seed(seed, epoch),
-                "adapter_sha256": hashes[(seed, epoch)],
-            }
+            key = {"seed": seed, "epoch": epoch, "adapter_sha256": hashes[(seed, epoch)]}
             samples = partial.load(name, key)
             if samples is None:
                 if backend is None:
                     backend = make_backend()
-                samples = _sample(backend, protocol, evaluation, str(adapter), key["sampling_seed"])
+                samples = _sample(
+                    backend,
+                    protocol,
+                    evaluation,
+                    str(adapter),
+                    model=model,
+                    condition=condition,
+                    seed=seed,
+                    epoch=epoch,
+                )
                 partial.save(name, samples, key)
                 log.info("seed %d epoch %d: evaluated", seed, epoch)
             else:

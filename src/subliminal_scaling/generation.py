@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from .seeds import batch_seed, check_samples
+
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
@@ -59,11 +61,17 @@ class Backend(Protocol):
         self,
         conversations: Sequence[Conversation],
         sampling: Sampling,
+        *,
+        seeds: Sequence[int],
         n: int = 1,
-        seed: int = 0,
         adapter: str | None = None,
     ) -> list[list[Completion]]:
-        """``n`` completions for each conversation, with ``adapter`` (a LoRA dir) if given."""
+        """``n`` completions for each conversation, with ``adapter`` (a LoRA dir) if given.
+
+        ``seeds`` has one seed per conversation (``subliminal_scaling.seeds``): requests never
+        share a random stream, and a request's samples do not depend on what else is batched
+        with it (vLLM), or depend only on the batch's own seeds (transformers).
+        """
         ...
 
     def render(self, conversation: Conversation) -> str:
@@ -76,6 +84,33 @@ class Backend(Protocol):
 def render_chat(tokenizer: Any, conversation: Conversation) -> str:
     """The exact prompt text the model sees (chat template + generation prompt)."""
     return tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+def stop_token_ids(tokenizer_eos: int | None, generation_config: dict[str, Any]) -> list[int]:
+    """Every end-of-sequence id: the tokenizer's, then the model's generation config's.
+
+    Qwen2.5-Instruct's generation config lists both ``<|im_end|>`` and ``<|endoftext|>``;
+    stopping on only one lets an answer run on past the other.
+    """
+    listed = generation_config.get("eos_token_id")
+    listed = [] if listed is None else [listed] if isinstance(listed, int) else list(listed)
+    ids = [tokenizer_eos, *listed]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
+def cut_at_stop(ids: Sequence[int], stops: Sequence[int]) -> tuple[list[int], str]:
+    """Tokens before the first stop id, and the finish reason ("stop", else "length")."""
+    stop_set = set(stops)
+    for i, tok in enumerate(ids):
+        if tok in stop_set:
+            return list(ids[:i]), "stop"
+    return list(ids), "length"
+
+
+def _check_seeds(conversations: Sequence[Conversation], seeds: Sequence[int], n: int) -> None:
+    if len(seeds) != len(conversations):
+        raise ValueError(f"{len(seeds)} seeds for {len(conversations)} conversations")
+    check_samples(n)
 
 
 def make_conversation(user: str, system: str | None) -> Conversation:
@@ -120,8 +155,9 @@ class TransformersBackend:
         # The shipped generation_config is kept for the record only; a clean one replaces it
         # so that none of its sampling defaults can fill an unset field.
         self.shipped_generation_config = self.base.generation_config.to_dict()
+        self.stop_ids = stop_token_ids(self.tokenizer.eos_token_id, self.shipped_generation_config)
         self.base.generation_config = GenerationConfig(
-            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id
+            eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id
         )
         self.model = self.base
         self._adapter: str | None = None
@@ -142,7 +178,7 @@ class TransformersBackend:
             no_repeat_ngram_size=0,
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=n,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=self.stop_ids,
             pad_token_id=self.tokenizer.pad_token_id,
         )
 
@@ -164,19 +200,22 @@ class TransformersBackend:
         self,
         conversations: Sequence[Conversation],
         sampling: Sampling,
+        *,
+        seeds: Sequence[int],
         n: int = 1,
-        seed: int = 0,
         adapter: str | None = None,
     ) -> list[list[Completion]]:
+        """All of a call's samples come from one generator seeded by ``batch_seed(seeds)``:
+        independent draws, reproducible for the same requests and batch size."""
+        _check_seeds(conversations, seeds, n)
         torch = self.torch
         self._use_adapter(adapter)
         texts = [render_chat(self.tokenizer, c) for c in conversations]
         # Prompts per forward pass so that prompts x samples stays near batch_size.
         per_batch = max(1, self.batch_size // n)
         gen_cfg = self.generation_config(sampling, n)
-        eos = self.tokenizer.eos_token_id
         out: list[list[Completion]] = []
-        torch.manual_seed(seed)
+        torch.manual_seed(batch_seed(seeds))
         n_batches = math.ceil(len(texts) / per_batch)
         for b in tqdm(range(n_batches), desc=f"sampling ({self.name})", unit="batch", leave=False):
             chunk = texts[b * per_batch : (b + 1) * per_batch]
@@ -189,10 +228,7 @@ class TransformersBackend:
             for i in range(len(chunk)):
                 group = []
                 for ids in new[i * n : (i + 1) * n]:
-                    if eos in ids:
-                        ids, reason = ids[: ids.index(eos)], "stop"
-                    else:
-                        ids, reason = ids, "length"
+                    ids, reason = cut_at_stop(ids, self.stop_ids)
                     text = self.tokenizer.decode(ids, skip_special_tokens=True)
                     group.append(Completion(text=text, finish_reason=reason))
                 out.append(group)
@@ -208,8 +244,11 @@ class TransformersBackend:
 class VLLMBackend:
     """vLLM's documented offline API: ``LLM.chat`` with explicit ``SamplingParams``.
 
-    vLLM cannot be installed on the machines that build this project; this adapter is kept
-    thin so that what it does can be read against vLLM's docs line by line.
+    Runs on the device (NVIDIA H200, vLLM 0.26.0; see README "Backends: what ran where").
+    Every request carries its own ``SamplingParams`` with its own seed. ``generation_config=
+    "vllm"`` keeps the model's sampling defaults out; its end-of-sequence ids are read
+    separately and passed as ``stop_token_ids``, since vLLM otherwise stops only on the
+    tokenizer's.
     """
 
     name = "vllm"
@@ -239,6 +278,9 @@ class VLLMBackend:
             # "vllm": do not read the model's generation_config.json as sampling defaults.
             generation_config="vllm",
         )
+        self.stop_ids = stop_token_ids(
+            self.llm.get_tokenizer().eos_token_id, _generation_config(model_source, revision)
+        )
         self._lora_ids: dict[str, int] = {}
 
     def render(self, conversation: Conversation) -> str:
@@ -252,17 +294,11 @@ class VLLMBackend:
         idx = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)
         return LoRARequest(f"adapter-{idx}", idx, adapter)
 
-    def chat(
-        self,
-        conversations: Sequence[Conversation],
-        sampling: Sampling,
-        n: int = 1,
-        seed: int = 0,
-        adapter: str | None = None,
-    ) -> list[list[Completion]]:
+    def sampling_params(self, sampling: Sampling, n: int, seed: int) -> Any:
+        """One request's ``SamplingParams``: every knob explicit, its own seed."""
         from vllm import SamplingParams
 
-        params = SamplingParams(
+        return SamplingParams(
             n=n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -272,11 +308,23 @@ class VLLMBackend:
             presence_penalty=0.0,
             frequency_penalty=0.0,
             max_tokens=sampling.max_new_tokens,
+            stop_token_ids=list(self.stop_ids),
             seed=seed,
         )
+
+    def chat(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: Sampling,
+        *,
+        seeds: Sequence[int],
+        n: int = 1,
+        adapter: str | None = None,
+    ) -> list[list[Completion]]:
+        _check_seeds(conversations, seeds, n)
         outputs = self.llm.chat(
             list(conversations),
-            sampling_params=params,
+            sampling_params=[self.sampling_params(sampling, n, s) for s in seeds],
             lora_request=self._lora(adapter),
             add_generation_prompt=True,
             use_tqdm=True,
@@ -300,6 +348,17 @@ class VLLMBackend:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _generation_config(model_source: str, revision: str | None) -> dict[str, Any]:
+    """The model's shipped generation config (for its end-of-sequence ids), or ``{}``."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model_source, revision=revision).to_dict()
+    except OSError:  # none shipped (e.g. a dummy-weight shape): the tokenizer's eos only
+        log.warning("%s has no generation_config.json: stopping on the tokenizer's eos", model_source)
+        return {}
 
 
 def make_backend(

@@ -150,3 +150,36 @@ def sha256_dir(path: str | os.PathLike[str]) -> str:
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(root)).encode() + b"\0" + sha256_file(f).encode())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: str | os.PathLike[str], name: str) -> Iterator[Path]:
+    """A temporary folder inside ``parent`` (on the results disk, not /tmp), removed after.
+
+    Publishing stages a repo here with hard links, so a 32B condition's ~15 GB of adapters
+    costs no extra disk, and no small /tmp fills up on a pod.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".stage", dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Hard-link ``src`` to ``dst`` (same filesystem), else copy it; parents are created."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """``link_or_copy`` every file under ``src`` to the same place under ``dst``."""
+    src = Path(src)
+    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        link_or_copy(f, Path(dst) / f.relative_to(src))

@@ -122,6 +122,23 @@ def _coverage_section(coverage: dict[str, Any]) -> list[str]:
             f"{m['students_partial']} | {'yes' if m['control'] else 'not yet'} | "
             f"{'yes' if m['survey'] else '–'} | {len(m['conditions_complete'])} |"
         )
+    cut = {slug: m.get("truncated_share") for slug, m in coverage["models"].items()}
+    cut = {slug: t for slug, t in cut.items() if t}
+    if cut:
+        out += [
+            "",
+            "Answers cut at `max_new_tokens` (finish reason \"length\"), per size: the share of "
+            "a size's answers in one eval, averaged over its evals, the largest, and how many "
+            "evals had any. A cut answer is scored on the text it has.",
+            "",
+            "| model | evals | mean truncated | max truncated | evals with truncation |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        out += [
+            f"| {slug} | {t['evals']} | {100 * t['mean']:.2f}% | {100 * t['max']:.2f}% | "
+            f"{t['evals_with_truncation']} |"
+            for slug, t in cut.items()
+        ]
     if coverage["students_partial"]:
         out += [
             "",

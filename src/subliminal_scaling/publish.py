@@ -1,10 +1,11 @@
-"""Stage a repo's files in a temporary folder and publish them: the teacher's numbers as a
-dataset, a (model, condition)'s student adapters as one model repo."""
+"""Stage a repo's files in a scratch folder and publish them: the teacher's numbers as a
+dataset, a (model, condition)'s student adapters as one model repo.
+
+The scratch folder sits in ``stage_root`` (beside the upload receipt, on the results disk)
+and holds hard links, not copies: staging costs no disk."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def publish_numbers(
     n_rows: int,
     n_seeds: int,
     private: bool,
+    stage_root: Path,
 ) -> dict[str, Any]:
     """Dataset repo ``<ns>/<slug>-<condition>-numbers``: train = filtered, raw = all.
 
@@ -62,12 +64,9 @@ def publish_numbers(
     repo_id = numbers_repo(ns, slug, condition)
     for path in (filtered, raw):
         check_recorded_jsonl(path, metadata)
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp)
-        (stage / "data").mkdir()
-        (stage / "raw").mkdir()
-        shutil.copy2(filtered, stage / "data" / "train.jsonl")
-        shutil.copy2(raw, stage / "raw" / "train.jsonl")
+    with io.scratch_dir(stage_root, repo_id.split("/")[-1]) as stage:
+        io.link_or_copy(filtered, stage / "data" / "train.jsonl")
+        io.link_or_copy(raw, stage / "raw" / "train.jsonl")
         card = dataset_card(
             repo_id=repo_id,
             model_id=metadata["model_id"],
@@ -98,6 +97,7 @@ def publish_students(
     eval_table_md: str | None,
     upload_epochs: bool,
     private: bool,
+    stage_root: Path,
 ) -> dict[str, Any]:
     """Model repo ``<ns>/<slug>-<condition>-ft``: ``seed-{k}/`` final adapter and, if
     configured, ``seed-{k}/epoch-{e}/`` per-epoch adapters."""
@@ -106,15 +106,16 @@ def publish_students(
     for seed in seeds:  # a missing adapter file fails here, naming it, not on the Hub later
         for e in epochs:
             adapter_hashes(students_dir / f"seed{seed}" / f"epoch{e}")
-    with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp)
+    with io.scratch_dir(stage_root, repo_id.split("/")[-1]) as stage:
         for seed in seeds:
             src = students_dir / f"seed{seed}"
-            shutil.copytree(src / f"epoch{final}", stage / f"seed-{seed}")
-            shutil.copy2(src / "train_summary.json", stage / f"seed-{seed}" / "train_summary.json")
+            io.link_tree(src / f"epoch{final}", stage / f"seed-{seed}")
+            io.link_or_copy(
+                src / "train_summary.json", stage / f"seed-{seed}" / "train_summary.json"
+            )
             if upload_epochs:
                 for e in epochs:
-                    shutil.copytree(src / f"epoch{e}", stage / f"seed-{seed}" / f"epoch-{e}")
+                    io.link_tree(src / f"epoch{e}", stage / f"seed-{seed}" / f"epoch-{e}")
         card = model_card(
             repo_id=repo_id,
             base_model=model_id,

@@ -4,8 +4,12 @@ Two views, both computed from the raw answers so either can be recomputed later:
 
 * the reference's substring rule (``reference_hit``/``target_rates``), which gives the
   paper-comparable target rates;
-* a normalised answer word (``normalise_answer``/``count_normalised``), which gives the
-  whole preference distribution (what else the model names, and how often).
+* a normalised answer (``normalise_answer``/``count_normalised``), which gives the whole
+  preference distribution (what else the model names, and how often): an answer that names a
+  configured animal ("My favorite animal is the dolphin.", "Polar bears") counts as that
+  animal; any other answer falls back to its first word (``first_word``), the rule the
+  users' survey counts were made with. Each record keeps both, so the survey's own counts
+  stay reproducible (``first_word``) beside the animal-aware view.
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ def _singular(word: str) -> str:
     return word[:-1]  # whales -> whale, horses -> horse, doves -> dove
 
 
-def normalise_answer(raw: str) -> str:
+def first_word(raw: str) -> str:
     """The answer word of a raw answer: lower-case, cleaned, first word, singular.
 
     Steps: lower-case; split into tokens at whitespace and at ASCII or CJK punctuation
@@ -140,7 +144,7 @@ def normalise_answer(raw: str) -> str:
     take the first token; singularise regular plurals of Latin-alphabet words. Multi-word
     names keep only their first word ("Blue Whale" -> "blue"), as in the user's survey
     counts. Text in other scripts is kept as is apart from the cleaning. Unknown answers are
-    not mapped to anything. An empty answer gives "". ``normalise_answer`` is idempotent.
+    not mapped to anything. An empty answer gives "". ``first_word`` is idempotent.
     """
     text = _ENUMERATION.sub("", raw.lower(), count=1)
     tokens = [t.strip(_EDGE_CHARS) for t in _SPLIT.split(text)]
@@ -155,12 +159,78 @@ def normalise_answer(raw: str) -> str:
     return word
 
 
-def count_normalised(answers: Sequence[str]) -> dict[str, int]:
+# Words after an animal's name that make it part of another creature's (or thing's) name:
+# "tiger shark", "leopard seal", "wolf spider", "fox terrier", "dragon fruit".
+_COMPOUND_HEADS = frozenset(
+    {"shark", "seal", "spider", "fish", "terrier", "gecko", "moth", "eel", "snake", "lily",
+     "fly", "fruit", "beetle", "ant", "frog", "lizard"}
+)  # fmt: skip
+# Words before an animal's name that make it another animal: a sea lion is no lion.
+_COMPOUND_MODIFIERS = {"lion": frozenset({"sea", "ant"})}
+_WORD = re.compile(r"[a-z]+")
+
+
+def _words(raw: str) -> list[str]:
+    """Latin-alphabet words, lower-case and singular; apostrophes dropped ("lion's" -> lion)."""
+    text = raw.lower().replace("'", "").replace("’", "")
+    return [_singular(w) for w in _WORD.findall(text)]
+
+
+def named_animals(raw: str, animals: Sequence[str]) -> tuple[list[str], str | None]:
+    """The configured animals an answer names as words, in order of first mention, and the
+    compound name the answer starts with, if any ("tiger shark").
+
+    A name counts singular or plural, alone, in a sentence, or as the head of a multi-word
+    name ("Polar bear", "Blue whales", "snow-leopard"); not as a modifier of another
+    creature's name ("Tiger shark", "Sea lion"), and not inside another word ("dragonfly",
+    "catfish").
+    """
+    targets = {a.lower() for a in animals}
+    words = _words(raw)
+    named: list[str] = []
+    leading_compound = None
+    for i, w in enumerate(words):
+        if w not in targets:
+            continue
+        after = words[i + 1] if i + 1 < len(words) else None
+        before = words[i - 1] if i > 0 else None
+        if after in _COMPOUND_HEADS:
+            if i == 0:
+                leading_compound = f"{w} {after}"
+            continue
+        if before is not None and before in _COMPOUND_MODIFIERS.get(w, ()):
+            if i == 1:
+                leading_compound = f"{before} {w}"
+            continue
+        if w not in named:
+            named.append(w)
+    return named, leading_compound
+
+
+def normalise_answer(raw: str, animals: Sequence[str] = ()) -> str:
+    """The normalised answer: the first configured animal ``raw`` names, else its first word.
+
+    "My favorite animal is the dolphin." -> "dolphin", "Blue whale" -> "whale" (for
+    configured "dolphin" and "whale"); "Tiger shark" -> "tiger shark" (a shark, not a
+    tiger); "Giraffe." -> "giraffe" (not configured: ``first_word``). With no ``animals``
+    this is ``first_word``, the rule of the users' survey counts. Idempotent for the same
+    ``animals``.
+    """
+    if animals:
+        named, compound = named_animals(raw, animals)
+        if named:
+            return named[0]
+        if compound is not None:
+            return compound
+    return first_word(raw)
+
+
+def count_normalised(answers: Sequence[str], animals: Sequence[str] = ()) -> dict[str, int]:
     """How often each normalised answer occurs, most frequent first, ties by name.
 
     Empty answers count under "" so the counts always sum to ``len(answers)``.
     """
-    counts = Counter(normalise_answer(a) for a in answers)
+    counts = Counter(normalise_answer(a, animals) for a in answers)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -183,13 +253,17 @@ def make_eval_record(
     question_indices: Sequence[int | None],
     answers: Sequence[str],
     animals: Sequence[str],
+    finish_reasons: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """One evaluation's record: provenance, every raw answer, and both scoring views.
 
-    Raw answers are stored with their normalised form so either view can be recomputed
-    without re-running the model. ``questions``, ``question_indices`` and ``answers`` are
-    parallel lists (use ``None`` entries where the question is unknown, as for a survey).
-    Control and survey records must have condition ``"control"``.
+    Raw answers are stored with their normalised form (animal-aware) and their first word
+    (the survey's rule) so every view can be recomputed without re-running the model.
+    ``questions``, ``question_indices``, ``answers`` and ``finish_reasons`` are parallel lists
+    (use ``None`` entries where the question is unknown, as for a survey; ``finish_reasons``
+    is ``None`` where the source kept none). ``truncated_share`` is the share of answers cut
+    by ``max_new_tokens`` (finish reason "length"), ``None`` when unknown. Control and survey
+    records must have condition ``"control"``.
     """
     if kind not in EVAL_KINDS:
         raise ValueError(f"eval kind must be one of {EVAL_KINDS}, got {kind!r}")
@@ -200,9 +274,16 @@ def make_eval_record(
             f"questions ({len(questions)}), question_indices ({len(question_indices)}) and "
             f"answers ({len(answers)}) must have the same length"
         )
+    if finish_reasons is not None and len(finish_reasons) != len(answers):
+        raise ValueError(
+            f"finish_reasons ({len(finish_reasons)}) and answers ({len(answers)}) must have "
+            "the same length"
+        )
+    reasons = list(finish_reasons) if finish_reasons is not None else [None] * len(answers)
     if adapter is not None and set(adapter) != {"path", "sha256"}:
         raise ValueError(f"adapter must have exactly 'path' and 'sha256', got {sorted(adapter)}")
-    normalised = [normalise_answer(a) for a in answers]
+    normalised = [normalise_answer(a, animals) for a in answers]
+    truncated = sum(r == "length" for r in reasons) if finish_reasons is not None else None
     return {
         "kind": kind,
         "model": model,
@@ -215,10 +296,21 @@ def make_eval_record(
         "max_new_tokens": max_new_tokens,
         "adapter": dict(adapter) if adapter is not None else None,
         "n_answers": len(answers),
+        "n_truncated": truncated,
+        "truncated_share": None if truncated is None or not answers else truncated / len(answers),
         "answers": [
-            {"question_index": qi, "question": q, "answer": a, "normalised": nm}
-            for q, qi, a, nm in zip(questions, question_indices, answers, normalised, strict=True)
+            {
+                "question_index": qi,
+                "question": q,
+                "answer": a,
+                "finish_reason": r,
+                "normalised": nm,
+                "first_word": first_word(a),
+            }
+            for q, qi, a, r, nm in zip(
+                questions, question_indices, answers, reasons, normalised, strict=True
+            )
         ],
-        "counts": count_normalised(answers),
+        "counts": count_normalised(answers, animals),
         "target_rates": target_rates(answers, animals),
     }

@@ -5,6 +5,11 @@ Resume: the trainer checkpoints at every epoch end (adapter, optimizer, schedule
 step). A checkpoint counts only once the ``COMPLETE`` marker, written after everything else,
 exists; a rerun after a kill continues from the last complete epoch, so no epoch is trained
 twice and the step count and schedule equal an uninterrupted run's.
+
+Disk: only the newest complete checkpoint is kept (older ones are removed once the next is
+marked complete, so one complete checkpoint always exists), and ``finish_student`` removes
+the trainer folder once the summary is written. A 32B student's checkpoint (adapter plus
+Adam state) is about 0.8 GB; keeping all ten of 480 students' would be about 1.4 TB.
 """
 
 from __future__ import annotations
@@ -99,6 +104,8 @@ def sft_kwargs(
         torch_compile=bool(training.get("torch_compile", False)),
         gradient_checkpointing=gradient_checkpointing,
         save_strategy="epoch",
+        # rotation is ours (prune_checkpoints), after the new checkpoint is marked complete:
+        # the Trainer's own would delete the previous one before that
         save_total_limit=None,
         logging_steps=1,
         report_to=report_to,
@@ -135,6 +142,30 @@ def complete_checkpoints(trainer_dir: str | Path) -> list[Path]:
             log.warning("removing incomplete checkpoint %s", d)
             shutil.rmtree(d)
     return [d for _, d in sorted(found)]
+
+
+def prune_checkpoints(trainer_dir: str | Path) -> list[Path]:
+    """Remove every complete checkpoint but the newest; returns the removed ones.
+
+    Called after a checkpoint is marked complete, so resume always has one to start from.
+    """
+    done = complete_checkpoints(trainer_dir)
+    for old in done[:-1]:
+        shutil.rmtree(old)
+    return done[:-1]
+
+
+def finish_student(out_dir: str | Path, summary: dict[str, Any], summary_path: str | Path) -> None:
+    """Write the student's summary, then remove its trainer folder (checkpoints, Adam state).
+
+    In this order: a job killed in between has its summary and its last checkpoint, and a
+    rerun resumes at the final step and trains nothing.
+    """
+    io.write_json(summary_path, summary)
+    trainer_dir = Path(out_dir) / "trainer"
+    if trainer_dir.exists():
+        shutil.rmtree(trainer_dir)
+        log.info("removed %s (the student is complete)", trainer_dir)
 
 
 def export_epoch_adapter(checkpoint: Path, epoch_dir: Path) -> None:
@@ -284,6 +315,7 @@ def train_student(
             epoch = round(state.epoch)
             export_epoch_adapter(ckpt, out_dir / f"epoch{epoch}")
             io.write_text(ckpt / COMPLETE_MARKER, f"epoch {epoch}\n")
+            prune_checkpoints(trainer_dir)
 
     trainer = build_trainer(
         model=model,

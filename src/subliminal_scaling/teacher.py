@@ -3,9 +3,10 @@ the filter, then filter and describe the result.
 
 Chunks (``chunks/chunk-00000.jsonl`` ...) are written atomically into a ``CheckpointDir`` and
 reused on a rerun with the same settings, so a job killed mid-way does not redo finished
-batches. Chunk ``k`` always holds prompts ``k*B .. (k+1)*B-1`` of the one prompt stream,
-sampled with a seed derived from ``k``, so a resumed run gives the same rows as an
-uninterrupted one.
+batches. Chunk ``k`` always holds prompts ``k*B .. (k+1)*B-1`` of the one prompt stream, and
+prompt ``i`` is sampled with its own seed derived from (model, condition, ``i``)
+(``seeds.teacher_seed``), so a resumed run gives the same rows as an uninterrupted one and no
+two rows share a random stream.
 """
 
 from __future__ import annotations
@@ -18,19 +19,43 @@ from . import io
 from .checkpoint import CheckpointDir
 from .generation import Backend, Sampling, make_conversation
 from .numbers import filter_completions, sample_prompts
+from .seeds import SEED_SCHEME, teacher_seeds
 
 log = logging.getLogger(__name__)
 
-CHUNK_SEED_STRIDE = 1_000_003
 
-
-def _chunk_seed(base_seed: int, k: int) -> int:
-    return base_seed + CHUNK_SEED_STRIDE * (k + 1)
+def generation_fingerprint(
+    *,
+    model_id: str,
+    revision: str | None,
+    backend: str,
+    sampling: Sampling,
+    system_prompt: str | None,
+    prompt_seed: int,
+    chunk_size: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Everything a teacher chunk's rows depend on: a chunk written under another value of
+    any of these is discarded, never reused (``CheckpointDir``). The batch size is in it
+    because the transformers backend draws a whole batch from one generator."""
+    return {
+        "model_id": model_id,
+        "revision": revision,
+        "backend": backend,
+        "sampling": sampling.to_dict(),
+        "system_prompt": system_prompt,
+        "prompt_seed": prompt_seed,
+        "seed_scheme": SEED_SCHEME,
+        "chunk_size": chunk_size,
+        "batch_size": batch_size,
+    }
 
 
 def generate_numbers(
     *,
     backend: Backend,
+    model: str,
+    condition: str,
     protocol: dict[str, Any],
     system_prompt: str | None,
     sampling: Sampling,
@@ -39,13 +64,13 @@ def generate_numbers(
     chunk_size: int,
     max_prompts: int,
     prompt_seed: int,
-    sampling_seed: int,
     chunks_dir: Path,
     fingerprint: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Generate ``n_prompts`` completions, then more (same stream) until ``min_kept`` pass.
 
-    Returns all raw rows and a summary. Raises ``RuntimeError`` if ``max_prompts`` is reached
+    ``model`` (slug) and ``condition`` name the teacher for the per-row seeds
+    (``seeds.teacher_seeds``). Returns all raw rows and a summary. Raises ``RuntimeError`` if ``max_prompts`` is reached
     with fewer than ``min_kept`` passing rows.
     """
     chunks = CheckpointDir(chunks_dir, fingerprint)
@@ -74,7 +99,8 @@ def generate_numbers(
         else:
             prompts = sample_prompts(protocol, prompt_seed, size, start=generated)
             convs = [make_conversation(p, system_prompt) for p in prompts]
-            outs = backend.chat(convs, sampling, n=1, seed=_chunk_seed(sampling_seed, k))
+            seeds = teacher_seeds(model, condition, range(generated, generated + size))
+            outs = backend.chat(convs, sampling, n=1, seeds=seeds)
             chunk = [
                 {
                     "id": generated + i,

@@ -61,6 +61,8 @@ def log_eval_epochs(run: Any | None, records: list[dict[str, Any]], condition: s
             data[f"eval/rate/{animal}"] = rate
         if condition in rec["target_rates"]:
             data["eval/target_rate"] = rec["target_rates"][condition]
+        if rec.get("truncated_share") is not None:
+            data["eval/truncated_share"] = rec["truncated_share"]
         data["eval/distribution"] = wandb.Table(  # every normalised answer, most common first
             columns=["answer", "count", "share"],
             data=[[a, c, c / rec["n_answers"]] for a, c in rec["counts"].items()],

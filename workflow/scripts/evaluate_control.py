@@ -24,7 +24,6 @@ try:
         seed=None,
         epoch=None,
         adapter=None,
-        sampling_seed=0,
     )
 finally:
     backend.close()

@@ -4,7 +4,7 @@ from subliminal_scaling import io
 from subliminal_scaling.generation import Sampling, make_backend, make_conversation
 from subliminal_scaling.logs import configure_logging
 from subliminal_scaling.protocol import teacher_system_prompt
-from subliminal_scaling.teacher import generate_numbers
+from subliminal_scaling.teacher import generate_numbers, generation_fingerprint
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
@@ -15,19 +15,21 @@ system_prompt = teacher_system_prompt(protocol, sm.wildcards.condition)
 sampling = Sampling.from_config(gen["sampling"])
 prompt_seed = protocol["prompt_generator"]["seed"]
 backend = make_backend(gen["backend"], p.source, p.revision, gen["batch_size"], gen["vllm"])
-fingerprint = {
-    "model_id": p.model_id,
-    "revision": p.revision,
-    "backend": backend.name,
-    "sampling": sampling.to_dict(),
-    "system_prompt": system_prompt,
-    "prompt_seed": prompt_seed,
-    "chunk_size": gen["topup_batch"],
-    "batch_size": gen["batch_size"],
-}
+fingerprint = generation_fingerprint(
+    model_id=p.model_id,
+    revision=p.revision,
+    backend=backend.name,
+    sampling=sampling,
+    system_prompt=system_prompt,
+    prompt_seed=prompt_seed,
+    chunk_size=gen["topup_batch"],
+    batch_size=gen["batch_size"],
+)
 try:
     rows, summary = generate_numbers(
         backend=backend,
+        model=sm.wildcards.model,
+        condition=sm.wildcards.condition,
         protocol=protocol,
         system_prompt=system_prompt,
         sampling=sampling,
@@ -36,7 +38,6 @@ try:
         chunk_size=gen["topup_batch"],
         max_prompts=gen["max_prompts"],
         prompt_seed=prompt_seed,
-        sampling_seed=prompt_seed,
         chunks_dir=p.chunks,
         fingerprint=fingerprint,
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 from subliminal_scaling import io, tracking
 from subliminal_scaling.logs import configure_logging
 from subliminal_scaling.numbers import subsample
-from subliminal_scaling.student import new_run_id, train_student
+from subliminal_scaling.student import finish_student, new_run_id, train_student
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
@@ -60,5 +60,5 @@ try:
 finally:
     tracking.finish(run)
 summary["wandb_run_id"] = run_id if run is not None else None
-io.write_json(sm.output.summary, summary)
+finish_student(out_dir, summary, sm.output.summary)
 log.info("trained: %s", summary)

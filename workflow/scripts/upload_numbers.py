@@ -25,6 +25,7 @@ receipt = publish_numbers(
     n_rows=p.n_rows,
     n_seeds=p.n_seeds,
     private=p.hub["private"],
+    stage_root=Path(sm.output[0]).parent,
 )
 io.write_json(sm.output[0], receipt)
 log.info("published %s (changed: %s)", receipt["repo_id"], receipt["changed"])

@@ -27,6 +27,7 @@ receipt = publish_students(
     eval_table_md=eval_table(records, None if wc.condition == NEUTRAL else wc.condition),
     upload_epochs=p.hub["upload_epochs"],
     private=p.hub["private"],
+    stage_root=Path(sm.output[0]).parent,
 )
 io.write_json(sm.output[0], receipt)
 log.info("published %s (changed: %s)", receipt["repo_id"], receipt["changed"])
