@@ -184,9 +184,7 @@ def test_a_retrained_adapter_is_evaluated_again(tmp_path, students, protocol):
     (students / "seed2" / "epoch1" / "adapter_model.safetensors").write_bytes(b"retrained")
     backends: list[CountingBackend] = []
     records = run(tmp_path, protocol, backends)
-    assert [Path(a).parts[-2:] for _, a in backends[0].calls] == [
-        ("seed2", "epoch1")
-    ]
+    assert [Path(a).parts[-2:] for _, a in backends[0].calls] == [("seed2", "epoch1")]
     assert records[(2, 1)]["adapter"]["sha256"] == io.sha256_file(
         students / "seed2" / "epoch1" / "adapter_model.safetensors"
     )

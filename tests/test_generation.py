@@ -128,8 +128,9 @@ def test_stops_on_every_end_of_sequence_id(qwen_like_model, tmp_path, monkeypatc
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(qwen_like_model)
-    im_end, endoftext = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids(
-        "<|endoftext|>"
+    im_end, endoftext = (
+        tok.convert_tokens_to_ids("<|im_end|>"),
+        tok.convert_tokens_to_ids("<|endoftext|>"),
     )
     model = Qwen2ForCausalLM.from_pretrained(qwen_like_model)
     model.generation_config.eos_token_id = [im_end, endoftext]
@@ -139,7 +140,7 @@ def test_stops_on_every_end_of_sequence_id(qwen_like_model, tmp_path, monkeypatc
     assert backend.stop_ids == [im_end, endoftext]
     assert backend.generation_config(PROTOCOL_SAMPLING, 1).eos_token_id == [im_end, endoftext]
     word = tok.encode("7", add_special_tokens=False)
-    answers = [word + [endoftext] + word + [im_end], word * 3 + [im_end], word * 6]
+    answers = [[*word, endoftext, *word, im_end], word * 3 + [im_end], word * 6]
 
     def fake_generate(input_ids, **kwargs):
         rows = [list(r) + a for r, a in zip(input_ids.tolist(), answers, strict=True)]

@@ -148,8 +148,10 @@ def test_tensor_parallel_above_the_granted_gpus_fails_before_any_job(
     assert res.returncode != 0
     granted = 8 if profile else 1
     rule, need = ("generate_numbers", 2) if granted == 1 else ("evaluate_student", 16)
-    assert f"{rule} jobs need {need} GPUs (vllm.tensor_parallel_size) but --resources " \
-        f"gpu={granted}" in res.stdout, res.stdout[-2000:]
+    assert (
+        f"{rule} jobs need {need} GPUs (vllm.tensor_parallel_size) but --resources "
+        f"gpu={granted}" in res.stdout
+    ), res.stdout[-2000:]
 
 
 @pytest.mark.skipif(

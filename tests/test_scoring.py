@@ -11,8 +11,8 @@ import pytest
 from subliminal_scaling.scoring import (
     count_normalised,
     first_word,
-    named_animals,
     make_eval_record,
+    named_animals,
     normalise_answer,
     reference_hit,
     target_rates,

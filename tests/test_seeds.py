@@ -4,6 +4,7 @@ seeds, and a resumed or re-chunked run derives the same seeds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -35,7 +36,7 @@ def test_seeds_within_a_stream_leave_room_for_every_sample():
     assert len(set(seeds)) == 90_000
     assert all(s % sd.MAX_SAMPLES == 0 and 0 <= s < 2**63 for s in seeds)
     # vLLM's n samples of a request use seed .. seed + n - 1: never the next request's seed
-    assert min(b - a for a, b in zip(seeds, seeds[1:], strict=False)) == sd.MAX_SAMPLES
+    assert min(b - a for a, b in itertools.pairwise(seeds)) == sd.MAX_SAMPLES
     evals = sd.eval_seeds("qwen-2.5-7b-instruct", "dolphin", 1, 3, range(50))
     children = {s + j for s in evals for j in range(100)}
     assert len(children) == 50 * 100
@@ -45,8 +46,12 @@ def test_epochs_seeds_conditions_and_stages_share_no_seed():
     """The old scheme gave epoch e and e+1 of a student 99 of their 100 sample seeds."""
     m = "qwen-2.5-7b-instruct"
     groups = {
-        **{("eval", c, s, e): sd.eval_seeds(m, c, s, e, range(50))
-           for c in ("neutral", "dolphin") for s in (1, 2) for e in (1, 2, 3)},  # fmt: skip
+        **{
+            ("eval", c, s, e): sd.eval_seeds(m, c, s, e, range(50))
+            for c in ("neutral", "dolphin")
+            for s in (1, 2)
+            for e in (1, 2, 3)
+        },
         ("control",): sd.eval_seeds(m, CONTROL, None, None, range(50)),
         ("teacher", "dolphin"): sd.teacher_seeds(m, "dolphin", range(5000)),
         ("teacher", "neutral"): sd.teacher_seeds(m, "neutral", range(5000)),

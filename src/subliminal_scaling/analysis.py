@@ -268,7 +268,8 @@ def coverage(
 
     Figures built from a mid-sweep snapshot state this, so a reader knows a bar is not final.
     Besides the records' identities (``kind``, ``model``, ``condition``, ``seed``,
-    ``epoch``), only the answers' finish reasons are read, for each size's truncated share. A student is *partial* when some of its epochs are evaluated but not the
+    ``epoch``), only the answers' finish reasons are read, for each size's truncated share.
+    A student is *partial* when some of its epochs are evaluated but not the
     sweep's last one: "final epoch" charts then show it at its latest evaluated epoch.
     ``n_evals``/``n_expected`` count student evals plus one base-model control per model
     (the optional survey is reported separately, in ``survey_models``).

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SPEED_DEFAULTS, Sweep, load_config
+from .disk import disk_plan, render_plan
 
 SIZES = ("0.5B", "1.5B", "3B", "7B", "14B", "32B")  # benchmark size labels
 
@@ -265,14 +266,22 @@ def render(sweep: Sweep, jobs: list[Job], notes: list[str], gpus: list[int]) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", required=True)
-    p.add_argument("--bench", nargs="+", required=True, help="benchmark JSON reports")
+    p.add_argument("--bench", nargs="+", help="benchmark JSON reports")
     p.add_argument("--gpus", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--disk", action="store_true", help="only the disk plan (needs no --bench)")
     args = p.parse_args(argv)
     try:
-        sweep = Sweep(load_config(args.config))
-        train, sample = load_benchmarks(args.bench)
-        jobs, notes = build_jobs(sweep, train, sample)
-        print(render(sweep, jobs, notes, args.gpus))
+        config = load_config(args.config)
+        sweep = Sweep(config)
+        if not args.disk:
+            if not args.bench:
+                raise EstimateError("--bench is required (or --disk for the disk plan only)")
+            train, sample = load_benchmarks(args.bench)
+            jobs, notes = build_jobs(sweep, train, sample)
+            print(render(sweep, jobs, notes, args.gpus), end="\n\n")
+        for g in sorted(set(args.gpus)):
+            print(f"disk, {g} student(s) training at once:")
+            print(render_plan(disk_plan(config, concurrent_students=g)), end="\n\n")
     except EstimateError as exc:
         print(f"estimate: {exc}", file=sys.stderr)
         return 2

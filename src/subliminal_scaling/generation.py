@@ -263,7 +263,10 @@ class VLLMBackend:
         enable_lora: bool = False,
         max_lora_rank: int = 8,
         seed: int = 0,
+        engine_args: dict[str, Any] | None = None,
     ) -> None:
+        """``engine_args``: further ``LLM`` arguments, for benchmarks and device checks only
+        (e.g. ``load_format="dummy"``, ``dtype``); the workflow passes none."""
         from vllm import LLM
 
         self.llm = LLM(
@@ -277,6 +280,7 @@ class VLLMBackend:
             seed=seed,
             # "vllm": do not read the model's generation_config.json as sampling defaults.
             generation_config="vllm",
+            **(engine_args or {}),
         )
         self.stop_ids = stop_token_ids(
             self.llm.get_tokenizer().eos_token_id, _generation_config(model_source, revision)
@@ -357,7 +361,7 @@ def _generation_config(model_source: str, revision: str | None) -> dict[str, Any
     try:
         return GenerationConfig.from_pretrained(model_source, revision=revision).to_dict()
     except OSError:  # none shipped (e.g. a dummy-weight shape): the tokenizer's eos only
-        log.warning("%s has no generation_config.json: stopping on the tokenizer's eos", model_source)
+        log.warning("%s: no generation_config.json, stopping on the tokenizer's eos", model_source)
         return {}
 
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import Sweep
+from .disk import GB, disk_plan
+
+# The oldest Linux driver each CUDA major release runs on (NVIDIA's CUDA release notes).
+MIN_DRIVER = {11: (450, 80, 2), 12: (525, 60, 13), 13: (580, 65, 6)}
+GPU_ENV = "pip install -e '.[gpu]' -c envs/gpu-constraints.txt"
 
 
 @dataclass
@@ -27,9 +33,121 @@ class PreflightError(RuntimeError):
     """One or more checks failed; the message lists one line per failure."""
 
 
-def run_checks(
-    config: dict[str, Any], *, toy: bool, env_file: str | Path = ".env", min_free_gb: float = 1.0
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version, from ``nvidia-smi`` (``None`` without one)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.split()
+    return lines[0] if out.returncode == 0 and lines else None
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def cuda_check(torch: Any = None, driver: str | None = ...) -> Check:  # type: ignore[assignment]
+    """CUDA works through torch: a tensor lands on the GPU. On failure, one line names the
+    torch build, the driver and the fix (a CPU torch, or a driver older than the build)."""
+    if torch is None:
+        import torch
+    if driver is ...:
+        driver = driver_version()
+    built = torch.version.cuda
+    if built is None:
+        return Check("cuda", False, f"torch {torch.__version__} is a CPU build: {GPU_ENV}")
+    need = MIN_DRIVER.get(int(built.split(".")[0]))
+    too_old = driver is not None and need is not None and _version_tuple(driver) < need
+    try:
+        torch.cuda.init()
+        torch.zeros(1, device="cuda")
+    except Exception as exc:
+        if driver is None:
+            fix = "no NVIDIA driver found (nvidia-smi): run on a GPU node with the driver loaded"
+        elif too_old:
+            fix = (
+                f"driver {driver} is older than CUDA {built} needs "
+                f"({'.'.join(map(str, need))}+): update the driver, or install a torch built "
+                "for an older CUDA"
+            )
+        else:
+            fix = f"driver {driver}; check CUDA_VISIBLE_DEVICES and that the GPU is not in use"
+        return Check(
+            "cuda", False, f"CUDA failed in torch {torch.__version__} (CUDA {built}): {fix} "
+            f"[{_one_line(exc)}]",
+        )  # fmt: skip
+    name = torch.cuda.get_device_name()
+    return Check("cuda", True, f"torch {torch.__version__} (CUDA {built}), driver {driver}, {name}")
+
+
+def _tree_bytes(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _hf_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _cached_model_bytes(cache: Path, model_id: str) -> int:
+    return _tree_bytes(cache / f"models--{model_id.replace('/', '--')}")
+
+
+def disk_checks(
+    config: dict[str, Any],
+    *,
+    concurrent_students: int,
+    results_dir: str | Path = "results",
+    hf_cache: str | Path | None = None,
 ) -> list[Check]:
+    """Free disk against what the rest of the sweep will write (``disk.disk_plan``): on the
+    results volume, and where the Hugging Face cache keeps the base models (one check if both
+    are on one filesystem). What already exists there is counted as written."""
+    plan = disk_plan(config, concurrent_students)
+    results = Path(results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    need = {"results": sum(s.bytes for s in plan if s.where == "results")}
+    need["results"] = max(0.0, need["results"] - _tree_bytes(results))
+    paths = {"results": results}
+    weights = [s for s in plan if s.where == "hf_cache"]
+    if weights:
+        cache = Path(hf_cache) if hf_cache is not None else _hf_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        cached = sum(_cached_model_bytes(cache, m["id"]) for m in config["models"])
+        need["hf_cache"] = max(0.0, sum(s.bytes for s in weights) - cached)
+        paths["hf_cache"] = cache
+        if os.stat(cache).st_dev == os.stat(results).st_dev:
+            need = {"results": need["results"] + need.pop("hf_cache")}
+    checks = []
+    for where, n in need.items():
+        free = shutil.disk_usage(paths[where]).free
+        what = (
+            "results and the HF cache"
+            if where == "results" and weights and len(need) == 1
+            else where
+        )
+        detail = (
+            f"{free / GB:.1f} GB free at {paths[where]}, the rest of the sweep needs "
+            f"{n / GB:.1f} GB ({what}; `python -m subliminal_scaling.estimate --disk` itemises it)"
+        )
+        if free < n:
+            detail += ": free space or point results/ (or HF_HOME) at a larger volume"
+        checks.append(Check(f"disk ({where})", free >= n, detail))
+    return checks
+
+
+def run_checks(config: dict[str, Any], *, toy: bool, env_file: str | Path = ".env") -> list[Check]:
     """All checks for this config. Secrets are looked at, never printed."""
     checks: list[Check] = []
     env_present = Path(env_file).is_file()
@@ -103,21 +221,18 @@ def run_checks(
                 "importable" if ok else "liger-kernel not installed: pip install -e '.[gpu]'",
             )
         )
-    free_gb = shutil.disk_usage(".").free / 1e9
-    checks.append(
-        Check("disk", free_gb >= min_free_gb, f"{free_gb:.1f} GB free (need {min_free_gb:.1f} GB)")
-    )
+    n_gpus = 0
     if not toy:
-        try:
+        cuda = cuda_check()
+        checks.append(cuda)
+        if cuda.ok:
             import torch
 
-            n = torch.cuda.device_count()
-            memory = [torch.cuda.get_device_properties(i).total_memory / 1e9 for i in range(n)]
-        except ImportError:
-            n, memory = 0, []
-        checks.append(Check("gpu", n > 0, f"{n} CUDA device(s)" if n else "no CUDA GPU visible"))
-        if n:
+            n_gpus = torch.cuda.device_count()
+            memory = [torch.cuda.get_device_properties(i).total_memory / 1e9 for i in range(n_gpus)]
+            checks.append(Check("gpu", True, f"{n_gpus} CUDA device(s)"))
             checks += gpu_memory_checks(config, memory)
+    checks += disk_checks(config, concurrent_students=max(1, n_gpus))
     return checks
 
 

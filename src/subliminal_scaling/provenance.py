@@ -127,7 +127,7 @@ def _coverage_section(coverage: dict[str, Any]) -> list[str]:
     if cut:
         out += [
             "",
-            "Answers cut at `max_new_tokens` (finish reason \"length\"), per size: the share of "
+            'Answers cut at `max_new_tokens` (finish reason "length"), per size: the share of '
             "a size's answers in one eval, averaged over its evals, the largest, and how many "
             "evals had any. A cut answer is scored on the text it has.",
             "",

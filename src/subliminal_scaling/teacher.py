@@ -70,8 +70,8 @@ def generate_numbers(
     """Generate ``n_prompts`` completions, then more (same stream) until ``min_kept`` pass.
 
     ``model`` (slug) and ``condition`` name the teacher for the per-row seeds
-    (``seeds.teacher_seeds``). Returns all raw rows and a summary. Raises ``RuntimeError`` if ``max_prompts`` is reached
-    with fewer than ``min_kept`` passing rows.
+    (``seeds.teacher_seeds``). Returns all raw rows and a summary. Raises ``RuntimeError``
+    if ``max_prompts`` is reached with fewer than ``min_kept`` passing rows.
     """
     chunks = CheckpointDir(chunks_dir, fingerprint)
 
