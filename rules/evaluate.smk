@@ -73,7 +73,9 @@ rule evaluate_control:
 rule ingest_control:
     input:
         # a configured survey must exist (checked at parse time); null: no survey records
-        [config["evaluation"]["survey_path"]] if config["evaluation"]["survey_path"] else [],
+        [config["evaluation"]["survey_path"]]
+        if config["evaluation"]["survey_path"]
+        else [],
     output:
         SURVEY,
     log:

@@ -91,6 +91,9 @@ def test_students_have_every_epoch(toy_run):
                 d = wf / "results" / m / "students" / c / f"seed{s}"
                 summary = io.read_json(d / "train_summary.json")
                 assert summary["steps"] == steps and summary["effective_batch"] == 20
+                # a finished student keeps no checkpoint (no Adam state, no trainer folder)
+                assert not (d / "trainer").exists()
+                assert not list(d.rglob("optimizer.pt"))
                 assert summary["wandb_run_id"] and summary["tokens_seen"] > 0
                 for e in sweep.epochs:
                     cfg = json.loads((d / f"epoch{e}" / "adapter_config.json").read_text())
@@ -120,6 +123,9 @@ def test_evaluations(toy_run):
                     assert (rec["condition"], rec["seed"], rec["epoch"]) == (c, s, e)
                     assert rec["n_answers"] == n == len(rec["answers"])
                     assert sum(rec["counts"].values()) == n
+                    reasons = [a["finish_reason"] for a in rec["answers"]]
+                    assert set(reasons) <= {"stop", "length"}
+                    assert rec["truncated_share"] == reasons.count("length") / n
                     assert set(rec["target_rates"]) == set(sweep.animals)
                     adapter = wf / rec["adapter"]["path"]
                     assert rec["adapter"]["sha256"] == io.sha256_file(
@@ -162,6 +168,11 @@ def test_results_figures_and_report(toy_run):
     report = (wf / "results" / "summary" / "report.md").read_text()
     for m in sweep.slugs:
         assert f"toy-user/{m}-neutral-numbers" in report and f"toy-user/{m}-neutral-ft" in report
+    coverage = io.read_json(wf / "results" / "summary" / "coverage.json")
+    for m in sweep.slugs:  # every eval kept its finish reasons: the truncated share is known
+        cut = coverage["models"][m]["truncated_share"]
+        assert cut["evals"] == len(sweep.conditions) * len(sweep.seeds) * len(sweep.epochs) + 1
+        assert f"| {m} | {cut['evals']} | {100 * cut['mean']:.2f}% |" in report
 
 
 def test_snakemake_report_gathers_the_figures(toy_run):

@@ -102,7 +102,9 @@ def _semantic_checks(config: dict[str, Any]) -> None:
         if config.get("toy") and "toy" not in m:
             raise ConfigError(f"{where}.toy: toy world models need a toy build block")
         if not config.get("toy") and "shape" not in m:
-            raise ConfigError(f"{where}.shape: missing (the released architecture; the disk plan needs it)")
+            raise ConfigError(
+                f"{where}.shape: missing (the released architecture; the disk plan needs it)"
+            )
     if train["effective_batch"] % train["micro_batch"]:
         raise ConfigError(
             f"config.training.micro_batch: {train['micro_batch']} does not divide "

@@ -99,9 +99,11 @@ def disk_plan(config: dict[str, Any], concurrent_students: int = 1) -> list[Stag
     teacher = len(sweep.models) * n_cond * gen["max_prompts"] * TEACHER_ROW_BYTES * 3
     plan.append(
         StageDisk(
-            "teacher data", "results", teacher,
+            "teacher data",
+            "results",
+            teacher,
             f"raw + chunks + filtered rows, up to max_prompts={gen['max_prompts']:,} per teacher",
-        )  # fmt: skip
+        )
     )
     adapters = 0.0
     ckpt = 0.0
@@ -111,34 +113,42 @@ def disk_plan(config: dict[str, Any], concurrent_students: int = 1) -> list[Stag
         ckpt = max(ckpt, n * (FP32 + 2 * FP32) + CHECKPOINT_EXTRA)
     plan.append(
         StageDisk(
-            "student adapters", "results", adapters,
+            "student adapters",
+            "results",
+            adapters,
             f"every epoch's adapter of {len(sweep.models) * n_cond * n_seeds} students (fp32)",
-        )  # fmt: skip
+        )
     )
     # while a new checkpoint is written the previous one still exists: two per running student
     plan.append(
         StageDisk(
-            "running checkpoints", "results", 2 * ckpt * concurrent_students,
+            "running checkpoints",
+            "results",
+            2 * ckpt * concurrent_students,
             f"last checkpoint (adapter + Adam state) of {concurrent_students} running "
             "student(s), two while saving; deleted when a student is done",
-        )  # fmt: skip
+        )
     )
     # null means the protocol's count: the reference asks 50 questions, 100 samples each
     n_answers = (ev["n_questions"] or 50) * (ev["samples_per_question"] or 100)
     n_evals = len(sweep.models) * (n_cond * n_seeds * n_epochs + 1)
     plan.append(
         StageDisk(
-            "eval records", "results", 2 * n_evals * n_answers * EVAL_ANSWER_BYTES,
+            "eval records",
+            "results",
+            2 * n_evals * n_answers * EVAL_ANSWER_BYTES,
             f"{n_evals:,} evals (records + resumable partials)",
-        )  # fmt: skip
+        )
     )
     if not sweep.is_toy:
         weights = sum(m.params * BF16 for m in sweep.models)
         plan.append(
             StageDisk(
-                "base model weights", "hf_cache", weights,
+                "base model weights",
+                "hf_cache",
+                weights,
                 "bf16 safetensors of every size in the Hugging Face cache",
-            )  # fmt: skip
+            )
         )
     return plan
 
