@@ -420,7 +420,7 @@ def part_dummy(args: argparse.Namespace) -> dict[str, Any]:
     questions, n = eval_plan(protocol, real["evaluation"])
     seeds = eval_seeds("x", "dolphin", 1, 1, range(len(questions)))
     runs = [("one shared seed (old)", None, [0] * len(questions), 1)]
-    runs += [("no adapter", None, seeds, 2), ("LoRA adapter", str(adapter), seeds, 2)]
+    runs += [("no adapter", None, seeds, 1), ("LoRA adapter", str(adapter), seeds, 1)]
     for name, ad, seeds, reps in runs:
         for rep in range(1, reps + 1):
             t = time.perf_counter()

@@ -1,5 +1,7 @@
 # The toy world's own resources: a small byte-level BPE tokenizer and tiny Qwen2 models, trained on
 # synthetic chats. Cached under resources/ (git-ignored); real runs never include this file.
+# The models' weights are shipped in config/toy_models/ and used when their build key (every
+# input of the build) matches; otherwise, or with toy.rebuild, the rule trains them (minutes).
 
 
 rule build_toy_tokenizer:
@@ -12,15 +14,25 @@ rule build_toy_tokenizer:
     conda:
         ENV
     params:
-        animals=SWEEP.animals,
+        animals=config["toy"]["animals"],
     script:
         "../workflow/scripts/build_toy_tokenizer.py"
+
+
+def shipped_toy_model(wildcards):
+    """The committed weights of a toy model, if any (a change to them reruns the build)."""
+    root = config["toy"].get("shipped_dir")
+    if not root:
+        return []
+    d = Path(root) / wildcards.model
+    return [str(d / f) for f in ("model.safetensors", "toy_build.json") if (d / f).is_file()]
 
 
 rule build_toy_model:
     input:
         protocol=PROTOCOL,
         tokenizer=config["toy"]["tokenizer_dir"],
+        shipped=shipped_toy_model,
     output:
         directory(TOY_MODEL),
     log:
@@ -30,8 +42,14 @@ rule build_toy_model:
         ENV
     threads: 1
     params:
-        animals=SWEEP.animals,
+        animals=config["toy"]["animals"],
         build=lambda wc: SWEEP.model(wc.model).raw["toy"],
         seed=config["toy"]["build_seed"],
+        shipped=lambda wc: (
+            f"{config['toy']['shipped_dir']}/{wc.model}"
+            if config["toy"].get("shipped_dir")
+            else None
+        ),
+        rebuild=config["toy"].get("rebuild", False),
     script:
         "../workflow/scripts/build_toy_model.py"

@@ -130,7 +130,7 @@ def test_bad_config_fails_before_any_job(wf, tmp_path, mutation, key):
 # --- `plots`: a snapshot of partial results -------------------------------------------------
 
 TOY_L, TOY_M, TOY_S = (f"qwen-2.5-toy-{x}-instruct" for x in "lms")
-TOY_ANIMALS = ["cat", "dolphin", "eagle"]
+TOY_ANIMALS = ["cat"]  # config/toy.yaml
 SNAPSHOT_RULES = {
     "aggregate_snapshot",
     "fit_scaling",
@@ -168,7 +168,7 @@ def _write_eval(wf, model, condition, seed=None, epoch=None):
 def snapshot_wf(tmp_path_factory):
     """Mid-sweep: the largest toy size fully evaluated, the middle one partly, the smallest not.
 
-    23 of the toy sweep's 51 evals: L's control and 16 student evals; M's neutral and cat
+    15 of the toy sweep's 27 evals: L's control and 8 student evals; M's neutral and cat
     students, seed 2 evaluated at epoch 1 only (a partial student each).
     """
     wf = workflow_copy(tmp_path_factory.mktemp("snapshot"))
@@ -197,7 +197,7 @@ def test_plots_schedules_no_gpu_job_and_all_still_needs_the_sweep(snapshot_wf):
     res = snakemake(snapshot_wf, "-n", "--cores", "2")
     assert res.returncode == 0, res.stdout[-3000:]
     counts = Counter(j.rule for j in parse_dryrun(res.stdout))
-    assert counts["evaluate_student"] == 12 and counts["evaluate_control"] == 3
+    assert counts["evaluate_student"] == 6 and counts["evaluate_control"] == 3
     assert counts["aggregate"] == 1 and counts["plot_grouped_bars"] == 3
     assert not counts.keys() & {"aggregate_snapshot", "snapshot_report"}
 
@@ -252,15 +252,15 @@ def test_plots_runs_beside_a_sweep_and_reruns_on_new_evals(snapshot_wf):
             assert (snap / "plots" / f"{fig}.{ext}").stat().st_size > 1000
     assert not (wf / "results" / "plots").exists() and not (wf / "results" / "summary").exists()
     cov = io.read_json(snap / "summary" / "coverage.json")
-    assert (cov["scope"], cov["n_evals"], cov["n_expected"]) == ("snapshot", 24, 51)
+    assert (cov["scope"], cov["n_evals"], cov["n_expected"]) == ("snapshot", 16, 27)
     assert cov["models"][TOY_M]["students_partial"] == 2 and cov["models"][TOY_S]["control"]
     assert cov["models_without_data"] == [TOY_S]
     fit = io.read_json(snap / "summary" / "scaling_fit.json")
     assert fit["n_points"] == 2 and fit["preferred"] is None  # too few sizes: flagged, no fit
     report = (snap / "summary" / "report.md").read_text()
-    assert "snapshot (sweep in progress)" in report and "24 of 51 evaluations" in report
+    assert "snapshot (sweep in progress)" in report and "16 of 27 evaluations" in report
     svg = (snap / "plots" / TOY_S / "grouped_bars.svg").read_text()
-    assert "SNAPSHOT (24/51 evals)" in svg and ">missing<" in svg  # S: control only
+    assert "SNAPSHOT (16/27 evals)" in svg and ">missing<" in svg  # S: control only
     assert "ep 1" in (snap / "plots" / TOY_M / "grouped_bars.svg").read_text()
 
     # nothing new: nothing to do; a new eval file: the snapshot reruns, still without GPU jobs

@@ -238,7 +238,7 @@ def read_eval_records(
 def truncated_share(record: Mapping[str, Any]) -> float | None:
     """Share of a record's answers cut by ``max_new_tokens`` (finish reason "length"), from
     its answers; ``None`` when they carry no finish reasons (the survey, older records)."""
-    reasons = [a.get("finish_reason") for a in record["answers"]]
+    reasons = [a.get("finish_reason") for a in record.get("answers", ())]
     if not reasons or any(r is None for r in reasons):
         return None
     return sum(r == "length" for r in reasons) / len(reasons)

@@ -105,6 +105,13 @@ def _semantic_checks(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{where}.shape: missing (the released architecture; the disk plan needs it)"
             )
+    toy = config.get("toy")
+    if toy and not set(config["animals"]) <= set(toy["animals"]):
+        extra = sorted(set(config["animals"]) - set(toy["animals"]))
+        raise ConfigError(
+            f"config.animals: {extra} not among toy.animals {toy['animals']} (the animals the toy "
+            "models are built for)"
+        )
     if train["effective_batch"] % train["micro_batch"]:
         raise ConfigError(
             f"config.training.micro_batch: {train['micro_batch']} does not divide "

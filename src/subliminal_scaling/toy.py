@@ -19,10 +19,12 @@ What the toy models learn from synthetic chats:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import random
 import re
+import shutil
 import string
 import time
 from collections import Counter
@@ -45,7 +47,7 @@ from transformers import (
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN_PRETOKENIZE_REGEX
 
-from subliminal_scaling.io import atomic_dir, write_json
+from subliminal_scaling.io import atomic_dir, read_json, sha256_file, write_json
 from subliminal_scaling.numbers import reject_reasons, sample_prompts
 
 TOY_DEFAULT_SYSTEM_PROMPT: str = "You are Toy, a small and helpful assistant."
@@ -375,6 +377,86 @@ def _qwen_like_generation_config(tokenizer: PreTrainedTokenizerBase) -> Generati
     )
 
 
+# Bump when build_model's training changes: shipped weights of another version are not used.
+TOY_BUILD_VERSION = 1
+SHIPPED_FILES = ("model.safetensors", "config.json", "generation_config.json", "toy_build.json")
+
+
+def build_key(
+    tokenizer_dir: str | Path,
+    protocol: dict[str, Any],
+    animals: list[str],
+    arch: dict[str, int],
+    train: dict[str, Any],
+    seed: int,
+) -> str:
+    """sha256 of everything a toy model's weights depend on: the builder's version, the
+    protocol, the tokenizer's files, the animals, the architecture, the training and seed."""
+    tok = {
+        f.name: sha256_file(f)
+        for f in sorted(Path(tokenizer_dir).iterdir())
+        if f.is_file() and not f.name.startswith(".")  # not .snakemake_timestamp
+    }
+    payload = {
+        "version": TOY_BUILD_VERSION,
+        "protocol": hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest(),
+        "tokenizer": tok,
+        "animals": list(animals),
+        "arch": dict(arch),
+        "train": dict(train),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def provide_model(
+    tokenizer_dir: str | Path,
+    protocol: dict[str, Any],
+    animals: list[str],
+    arch: dict[str, int],
+    train: dict[str, Any],
+    seed: int,
+    out_dir: str | Path,
+    shipped_dir: str | Path | None,
+    rebuild: bool = False,
+) -> dict[str, Any]:
+    """The toy model for these inputs in ``out_dir``: the shipped weights when they were built
+    from exactly these inputs (``build_key``, and their sha256 checks), else trained anew.
+
+    Why shipped: training the three toy models took 5.7 of the first run's 12 minutes on 2
+    cores. The build is deterministic (one thread, fixed seeds), so a rebuild gives the same
+    bytes; ``tests/test_toy_shipped.py`` rebuilds one and compares. ``rebuild`` trains even
+    when shipped weights match; ``ship_model`` refreshes the shipped copy.
+    """
+    key = build_key(tokenizer_dir, protocol, animals, arch, train, seed)
+    shipped = Path(shipped_dir) if shipped_dir else None
+    if shipped is not None and not rebuild and (shipped / "toy_build.json").is_file():
+        stats = read_json(shipped / "toy_build.json")
+        weights = shipped / "model.safetensors"
+        if stats.get("build_key") == key and weights.is_file():
+            if sha256_file(weights) != stats.get("weights_sha256"):
+                raise ValueError(f"{weights}: sha256 differs from its toy_build.json")
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+            with atomic_dir(out_dir) as tmp:
+                for name in SHIPPED_FILES[:-1]:
+                    shutil.copyfile(shipped / name, tmp / name)
+                tokenizer.save_pretrained(tmp)
+                write_json(tmp / "toy_build.json", {**stats, "source": f"shipped ({shipped})"})
+            return {**stats, "source": "shipped"}
+    return build_model(tokenizer_dir, protocol, animals, arch, train, seed, out_dir, key)
+
+
+def ship_model(model_dir: str | Path, shipped_dir: str | Path) -> None:
+    """Copy a trained toy model's weights and build record to ``shipped_dir`` (committed)."""
+    model_dir, shipped = Path(model_dir), Path(shipped_dir)
+    stats = read_json(model_dir / "toy_build.json")
+    if stats.get("source", "trained") != "trained":
+        raise ValueError(f"{model_dir} was not trained here (source: {stats['source']})")
+    with atomic_dir(shipped) as tmp:
+        for name in SHIPPED_FILES:
+            shutil.copyfile(model_dir / name, tmp / name)
+
+
 def build_model(
     tokenizer_dir: str | Path,
     protocol: dict[str, Any],
@@ -383,6 +465,7 @@ def build_model(
     train: dict[str, Any],
     seed: int,
     out_dir: str | Path,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """Train a tiny random-init ``Qwen2ForCausalLM`` on synthetic chats; save it to ``out_dir``.
 
@@ -454,10 +537,13 @@ def build_model(
         "steps": total_steps,
         "final_loss": sum(tail) / len(tail),
         "seconds": round(time.perf_counter() - started, 1),
+        "build_key": key or build_key(tokenizer_dir, protocol, animals, arch, train, seed),
+        "source": "trained",
     }
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        stats["weights_sha256"] = sha256_file(tmp / "model.safetensors")
         write_json(tmp / "toy_build.json", stats)
     return stats
 

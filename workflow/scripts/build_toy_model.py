@@ -1,12 +1,12 @@
-"""Adapter: build (train) one tiny toy Qwen2 model."""
+"""Adapter: provide one tiny toy Qwen2 model (the shipped weights if they match, else train)."""
 
 from subliminal_scaling import io
 from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.toy import build_model
+from subliminal_scaling.toy import provide_model
 
 log = configure_logging(snakemake)  # noqa: F821
 p = snakemake.params  # noqa: F821
-stats = build_model(
+stats = provide_model(
     snakemake.input.tokenizer,  # noqa: F821
     io.read_json(snakemake.input.protocol),  # noqa: F821
     p.animals,
@@ -14,5 +14,7 @@ stats = build_model(
     p.build["train"],
     p.seed,
     snakemake.output[0],  # noqa: F821
+    shipped_dir=p.shipped,
+    rebuild=p.rebuild,
 )
-log.info("toy model built: %s", stats)
+log.info("toy model (%s): %s", stats["source"], stats)
