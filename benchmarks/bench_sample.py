@@ -1,4 +1,4 @@
-"""GPU benchmark of ``subliminal_scaling.generation.TransformersBackend`` on random-weight
+"""GPU benchmark of ``subliminal_scaling.runtime.backends.TransformersBackend`` on random-weight
 Qwen2.5 shapes: teacher-style number sampling and the animal evaluation.
 
 The backend loads from a path, so each size's random model is first saved (bf16 safetensors)
@@ -43,9 +43,9 @@ def run_one(args: argparse.Namespace, size: str) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    from subliminal_scaling.config import load_config
-    from subliminal_scaling.generation import Sampling, TransformersBackend, make_conversation
-    from subliminal_scaling.numbers import sample_prompts
+    from subliminal_scaling.generate.prompts import sample_prompts
+    from subliminal_scaling.runtime.backends import Sampling, TransformersBackend, make_conversation
+    from subliminal_scaling.runtime.config import load_config
 
     ref = Path(args.ref)
     config = load_config(args.config)

@@ -2,7 +2,7 @@
 
 For each size it builds a random-weight Qwen2.5 model of the real shape directly on the GPU
 (bf16, the configured attention implementation), hands it to
-``subliminal_scaling.student.build_trainer`` with that size's configured micro-batch, gradient
+``subliminal_scaling.train.student.build_trainer`` with that size's configured micro-batch, gradient
 accumulation and gradient checkpointing (``config/config.yaml``), and trains ``warmup + steps``
 optimizer steps of 60 rows each. Only the benchmark knobs are overridden (``max_steps``, no
 checkpoints, no progress bar); everything else is the recipe every student trains with.
@@ -75,7 +75,7 @@ def _separator_for(format_suffix: str) -> tuple[str, str, str]:
 def make_rows(protocol: dict[str, Any], n: int, seed: int = 42) -> list[dict[str, str]]:
     """``n`` prompt/completion rows: the protocol's real prompts (seed 42 stream) and
     completions of 5-10 random numbers in 0-999, in the format each prompt asks for."""
-    from subliminal_scaling.numbers import sample_prompts
+    from subliminal_scaling.generate.prompts import sample_prompts
 
     prompts = sample_prompts(protocol, seed, n)
     suffixes = sorted(protocol["prompt_generator"]["format_suffixes"], key=len, reverse=True)
@@ -136,8 +136,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     import trl
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, TrainerCallback
 
-    from subliminal_scaling.config import SPEED_DEFAULTS, Sweep, load_config
-    from subliminal_scaling.student import build_trainer
+    from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
+    from subliminal_scaling.train.student import build_trainer
 
     size = args.worker
     ref = Path(args.ref)
@@ -484,7 +484,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.budget_s
     date = dt.date.today().isoformat()
     report: dict[str, Any] = {
-        "benchmark": "student training (subliminal_scaling.student.build_trainer)",
+        "benchmark": "student training (subliminal_scaling.train.student.build_trainer)",
         "date": date,
         "device": None,
         "warmup": args.warmup,

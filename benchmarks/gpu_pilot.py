@@ -74,7 +74,7 @@ def versions() -> dict[str, Any]:
 
 def number_stats(rows: list[dict[str, Any]], protocol: dict[str, Any]) -> dict[str, Any]:
     """Pass rate, duplicates and per-position digit entropy (bits) of teacher rows."""
-    from subliminal_scaling.teacher import filter_numbers
+    from subliminal_scaling.generate.teacher import filter_numbers
 
     kept, _ = filter_numbers(rows, protocol)
     texts = [r["completion"] for r in kept]
@@ -142,7 +142,7 @@ def part_parity(args: argparse.Namespace) -> dict[str, Any]:
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
 
-    from subliminal_scaling import io
+    from subliminal_scaling.runtime import io
 
     assets = Path(args.assets)
     model_dir = assets / "model"
@@ -257,15 +257,15 @@ def part_parity(args: argparse.Namespace) -> dict[str, Any]:
 def part_pilot(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
-    from subliminal_scaling import io
-    from subliminal_scaling.evaluate import evaluate, evaluate_students
-    from subliminal_scaling.generation import Sampling, VLLMBackend, make_conversation
-    from subliminal_scaling.protocol import teacher_system_prompt
-    from subliminal_scaling.teacher import (
+    from subliminal_scaling.evaluate.evals import evaluate, evaluate_students
+    from subliminal_scaling.generate.teacher import (
         filter_numbers,
         generate_numbers,
         generation_fingerprint,
     )
+    from subliminal_scaling.protocol.access import teacher_system_prompt
+    from subliminal_scaling.runtime import io
+    from subliminal_scaling.runtime.backends import Sampling, VLLMBackend, make_conversation
 
     assets = Path(args.assets)
     model_dir = str(assets / "model")
@@ -303,7 +303,7 @@ def part_pilot(args: argparse.Namespace) -> dict[str, Any]:
         io.write_json(d / "filter_report.json", report)
         gen[cond] = {**number_stats(rows, protocol), "seconds": seconds, **summary}
     # the same cat prompts with the old scheme: one seed shared by every request of a call
-    from subliminal_scaling.numbers import sample_prompts
+    from subliminal_scaling.generate.prompts import sample_prompts
 
     system = teacher_system_prompt(protocol, "cat")
     prompts = sample_prompts(protocol, prompt_seed, 1000)
@@ -384,11 +384,11 @@ def _random_adapter(shape_dir: Path, out_dir: Path, lora: dict[str, Any]) -> Non
 def part_dummy(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
-    from subliminal_scaling.evaluate import eval_plan, sample_answers
-    from subliminal_scaling.generation import Sampling, VLLMBackend, make_conversation
-    from subliminal_scaling.numbers import sample_prompts
-    from subliminal_scaling.protocol import teacher_system_prompt
-    from subliminal_scaling.seeds import eval_seeds, teacher_seeds
+    from subliminal_scaling.evaluate.evals import eval_plan, sample_answers
+    from subliminal_scaling.generate.prompts import sample_prompts
+    from subliminal_scaling.protocol.access import teacher_system_prompt
+    from subliminal_scaling.runtime.backends import Sampling, VLLMBackend, make_conversation
+    from subliminal_scaling.runtime.seeds import eval_seeds, teacher_seeds
 
     assets = Path(args.assets)
     shape_dir = assets / "shapes" / args.size
@@ -448,8 +448,8 @@ def part_liger(args: argparse.Namespace) -> dict[str, Any]:
     configured), with and without Liger: the same rows and seed give the same losses."""
     import yaml
 
-    from subliminal_scaling import io
-    from subliminal_scaling.student import train_student
+    from subliminal_scaling.runtime import io
+    from subliminal_scaling.train.student import train_student
 
     assets = Path(args.assets)
     real = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

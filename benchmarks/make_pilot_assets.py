@@ -44,13 +44,14 @@ def main() -> None:
     import yaml
     from transformers import AutoModelForCausalLM
 
-    from subliminal_scaling import io
-    from subliminal_scaling.generation import Sampling, TransformersBackend
-    from subliminal_scaling.numbers import subsample
-    from subliminal_scaling.protocol import teacher_system_prompt
-    from subliminal_scaling.student import train_student
-    from subliminal_scaling.teacher import filter_numbers, generate_numbers
-    from subliminal_scaling.toy import build_model, build_tokenizer
+    from subliminal_scaling.generate.teacher import filter_numbers, generate_numbers
+    from subliminal_scaling.protocol.access import teacher_system_prompt
+    from subliminal_scaling.runtime import io
+    from subliminal_scaling.runtime.backends import Sampling, TransformersBackend
+    from subliminal_scaling.toy.model import build_model
+    from subliminal_scaling.toy.tokenizer import build_tokenizer
+    from subliminal_scaling.train.data import subsample
+    from subliminal_scaling.train.student import train_student
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,19 +1,12 @@
 # Shared: validation, the sweep, wildcard constraints, paths and input functions.
+# The package (src/subliminal_scaling) is installed: `pip install -e .`, and in envs/ for
+# --sdm conda; rule scripts import it like any library.
 import hashlib
 import os
-import sys
 from pathlib import Path
 
-# Rule scripts (and this file) import the checkout's own package, whatever environment a job
-# runs in (local, --sdm conda, cluster executors inherit the environment).
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
-)
-
 from snakemake.exceptions import WorkflowError
-from subliminal_scaling.config import (
+from subliminal_scaling.runtime.config import (
     GENERATION_PRIORITY_BASE,
     GPU_RULE_SECTIONS,
     ConfigError,
@@ -41,11 +34,11 @@ def check_run_settings():
     granted = getattr(granted, "value", granted)
     if granted is None:
         return
-    for rule in GPU_RULE_SECTIONS:
-        need = SWEEP.job_gpus(rule)
+    for step in GPU_RULE_SECTIONS:
+        need = SWEEP.job_gpus(step)
         if need > int(granted):
             raise WorkflowError(
-                f"{rule} jobs need {need} GPUs (vllm.tensor_parallel_size) but --resources "
+                f"{step} jobs need {need} GPUs (vllm.tensor_parallel_size) but --resources "
                 f"gpu={granted}: Snakemake would silently run them on {granted}; raise "
                 "--resources gpu or lower tensor_parallel_size"
             )
@@ -208,7 +201,7 @@ def all_targets():
 def job_gpus(rule):
     """How many GPUs each of its jobs takes (vLLM's tensor-parallel size, else one).
 
-    The GPU pool (subliminal_scaling.gpu_pool, via configure_logging) pins that many devices.
+    The GPU pool (subliminal_scaling.runtime.gpu_pool, via configure_logging) pins that many devices.
     """
     return SWEEP.job_gpus(rule)
 
@@ -216,3 +209,12 @@ def job_gpus(rule):
 def cluster_request(rule, key):
     """``mem_mb`` or ``runtime`` (minutes) of a GPU job, from config ``cluster`` per size."""
     return lambda wildcards: SWEEP.cluster_request(wildcards.model, rule, key)
+
+
+def shipped_toy_model(wildcards):
+    """The committed weights of a toy model, if any (a change to them reruns the build)."""
+    root = config["toy"].get("shipped_dir")
+    if not root:
+        return []
+    d = Path(root) / wildcards.model
+    return [str(d / f) for f in ("model.safetensors", "toy_build.json") if (d / f).is_file()]

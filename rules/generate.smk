@@ -24,7 +24,7 @@ rule preflight:
     log:
         "results/logs/preflight.log",
     run:
-        from subliminal_scaling.preflight import run_preflight
+        from subliminal_scaling.runtime.preflight import run_preflight
 
         run_preflight(config, toy=TOY, out=output[0], log_path=log[0])
 

@@ -19,15 +19,6 @@ rule build_toy_tokenizer:
         "../workflow/scripts/build_toy_tokenizer.py"
 
 
-def shipped_toy_model(wildcards):
-    """The committed weights of a toy model, if any (a change to them reruns the build)."""
-    root = config["toy"].get("shipped_dir")
-    if not root:
-        return []
-    d = Path(root) / wildcards.model
-    return [str(d / f) for f in ("model.safetensors", "toy_build.json") if (d / f).is_file()]
-
-
 rule build_toy_model:
     input:
         protocol=PROTOCOL,

@@ -8,7 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subliminal_scaling import analysis as an
+from subliminal_scaling.report.bars import grouped_bar_data, stacked_data
+from subliminal_scaling.report.bootstrap import bootstrap_samples, cluster_bootstrap
+from subliminal_scaling.report.effects import transfer_effect
+from subliminal_scaling.report.scaling import fit_scaling, predict
+from subliminal_scaling.report.schema import (
+    ALT_CONTROL,
+    GROUPED_BAR_COLUMNS,
+    ID_COLUMNS,
+    PREFERENCE_COLUMNS,
+    STACKED_COLUMNS,
+    TARGET_RATE_COLUMNS,
+    TRANSFER_COLUMNS,
+)
+from subliminal_scaling.report.tables import coverage, rate_table, read_eval_records, tidy_tables
 
 ANIMALS = ["cat", "dog", "owl"]
 PARAMS = {"tiny-0.5b": 0.5e9, "small-1.5b": 1.5e9}
@@ -87,7 +100,7 @@ def make_records(models=tuple(PARAMS), drop=()):
 
 @pytest.fixture(scope="module")
 def tables():
-    return an.tidy_tables(make_records(), PARAMS, ANIMALS)
+    return tidy_tables(make_records(), PARAMS, ANIMALS)
 
 
 # --- tidy tables ------------------------------------------------------------------------
@@ -95,13 +108,13 @@ def tables():
 
 def test_tidy_tables_rows_and_totals(tables):
     prefs, rates = tables
-    assert list(prefs.columns) == an.PREFERENCE_COLUMNS
-    assert list(rates.columns) == an.TARGET_RATE_COLUMNS
+    assert list(prefs.columns) == PREFERENCE_COLUMNS
+    assert list(rates.columns) == TARGET_RATE_COLUMNS
     n_evals = len(PARAMS) * (1 + 4 * len(SEEDS) * len(EPOCHS))
     assert len(rates) == n_evals * N_Q * len(ANIMALS)
     assert (rates["total"] == N_PER_Q).all() and (prefs["total"] == N_PER_Q).all()
     per_q = prefs.groupby(
-        [*an.ID_COLUMNS[:1], "kind", "condition", "seed", "epoch", "question_index"], dropna=False
+        [*ID_COLUMNS[:1], "kind", "condition", "seed", "epoch", "question_index"], dropna=False
     )["count"].sum()
     assert (per_q == N_PER_Q).all() and len(per_q) == n_evals * N_Q
     assert str(prefs["seed"].dtype) == "Int64" and str(rates["epoch"].dtype) == "Int64"
@@ -121,27 +134,27 @@ def test_tidy_tables_rows_and_totals(tables):
 
 def test_tidy_tables_survey_question_index_and_errors():
     rec = _record("tiny-0.5b", "survey", "control", None, None, {"cat": 2})
-    prefs, rates = an.tidy_tables([rec], PARAMS, ANIMALS)
+    prefs, rates = tidy_tables([rec], PARAMS, ANIMALS)
     assert set(prefs["question_index"]) == {-1}
     assert rates.loc[rates["animal"] == "cat", "total"].item() == N_Q * N_PER_Q
     with pytest.raises(ValueError, match="duplicate"):
-        an.tidy_tables([rec, rec], PARAMS, ANIMALS)
+        tidy_tables([rec, rec], PARAMS, ANIMALS)
     with pytest.raises(ValueError, match="parameter count"):
-        an.tidy_tables([rec], {}, ANIMALS)
+        tidy_tables([rec], {}, ANIMALS)
     bad = dict(rec, n_answers=3)
     with pytest.raises(ValueError, match="n_answers"):
-        an.tidy_tables([bad], PARAMS, ANIMALS)
+        tidy_tables([bad], PARAMS, ANIMALS)
 
 
 def test_rate_table_views_agree_in_shape(tables):
     prefs, rates = tables
-    norm = an.rate_table(prefs, ANIMALS, "normalised")
-    assert list(norm.columns) == an.TARGET_RATE_COLUMNS
+    norm = rate_table(prefs, ANIMALS, "normalised")
+    assert list(norm.columns) == TARGET_RATE_COLUMNS
     assert len(norm) == len(rates)
     with pytest.raises(ValueError, match="target_rates"):
-        an.rate_table(prefs, ANIMALS, "reference")
+        rate_table(prefs, ANIMALS, "reference")
     with pytest.raises(ValueError, match="preferences"):
-        an.rate_table(rates, ANIMALS, "normalised")
+        rate_table(rates, ANIMALS, "normalised")
 
 
 # --- grouped bars -----------------------------------------------------------------------
@@ -154,8 +167,8 @@ def _bars(df, model="tiny-0.5b"):
 
 def test_grouped_bars_pick_the_right_conditions(tables):
     prefs, rates = tables
-    df = an.grouped_bar_data(rates, ANIMALS, n_boot=200)
-    assert list(df.columns) == an.GROUPED_BAR_COLUMNS
+    df = grouped_bar_data(rates, ANIMALS, n_boot=200)
+    assert list(df.columns) == GROUPED_BAR_COLUMNS
     assert len(df) == len(PARAMS) * len(ANIMALS) * 3
     bars = _bars(df)
     for animal in ANIMALS:
@@ -169,9 +182,9 @@ def test_grouped_bars_pick_the_right_conditions(tables):
     # identical seeds and questions: the CI collapses onto the estimate
     assert np.allclose(df["ci_low"], df["rate"]) and np.allclose(df["ci_high"], df["rate"])
     # epoch 1 selects the earlier checkpoint; the normalised view does not count the bobcat
-    e1 = _bars(an.grouped_bar_data(rates, ANIMALS, epoch=1, n_boot=50))
+    e1 = _bars(grouped_bar_data(rates, ANIMALS, epoch=1, n_boot=50))
     assert e1[("dog", "animal")].rate == pytest.approx((7 - EPOCH1_DROP) / 10)
-    norm = _bars(an.grouped_bar_data(prefs, ANIMALS, view="normalised", n_boot=50))
+    norm = _bars(grouped_bar_data(prefs, ANIMALS, view="normalised", n_boot=50))
     assert norm[("cat", "control")].rate == pytest.approx(0.1)
     assert norm[("owl", "animal")].rate == pytest.approx(0.8)
 
@@ -180,8 +193,8 @@ def test_grouped_bars_missing_is_nan_not_zero():
     recs = make_records(models=("tiny-0.5b",), drop={("tiny-0.5b", "owl")})
     # a student with only epoch 1 evaluated: its final epoch is 1
     recs = [r for r in recs if not (r["condition"] == "dog" and r["seed"] == 2 and r["epoch"] == 2)]
-    _, rates = an.tidy_tables(recs, PARAMS, ANIMALS)
-    df = an.grouped_bar_data(rates, ANIMALS, n_boot=50, models=["tiny-0.5b", "small-1.5b"])
+    _, rates = tidy_tables(recs, PARAMS, ANIMALS)
+    df = grouped_bar_data(rates, ANIMALS, n_boot=50, models=["tiny-0.5b", "small-1.5b"])
     bars = _bars(df)
     owl = bars[("owl", "animal")]
     assert owl.missing and np.isnan(owl.rate) and np.isnan(owl.ci_low) and owl.n_seeds == 0
@@ -192,7 +205,7 @@ def test_grouped_bars_missing_is_nan_not_zero():
     small = df[df["model"] == "small-1.5b"]
     assert small["missing"].all() and small["rate"].isna().all()
     # at epoch 2 the dog bar has only seed 1
-    e2 = _bars(an.grouped_bar_data(rates, ANIMALS, epoch=2, n_boot=50))
+    e2 = _bars(grouped_bar_data(rates, ANIMALS, epoch=2, n_boot=50))
     assert e2[("dog", "animal")].n_seeds == 1
 
 
@@ -200,38 +213,38 @@ def test_grouped_bars_survey_beside_the_control(tables):
     _, rates = tables
     # the users' survey exists for tiny-0.5b only: 50 answers without question ids, 20 "cat"
     survey = _record("tiny-0.5b", "survey", "control", None, None, {"cat": 4, "dog": 2})
-    _, with_survey = an.tidy_tables([*make_records(), survey], PARAMS, ANIMALS)
-    df = an.grouped_bar_data(with_survey, ANIMALS, n_boot=100)
+    _, with_survey = tidy_tables([*make_records(), survey], PARAMS, ANIMALS)
+    df = grouped_bar_data(with_survey, ANIMALS, n_boot=100)
     bars = _bars(df)
-    alt = bars[("cat", an.ALT_CONTROL)]
+    alt = bars[("cat", ALT_CONTROL)]
     assert alt.source == "survey" and alt.rate == pytest.approx(0.4) and not alt.missing
     assert np.isnan(alt.ci_low) and np.isnan(alt.ci_high)  # nothing to resample: no CI
-    assert bars[("owl", an.ALT_CONTROL)].rate == 0.0 and not bars[("owl", an.ALT_CONTROL)].missing
+    assert bars[("owl", ALT_CONTROL)].rate == 0.0 and not bars[("owl", ALT_CONTROL)].missing
     assert bars[("cat", "control")].source == "control"
     assert df.loc[df["model"] == "tiny-0.5b", "bar"].unique().tolist() == [
         "control",
-        an.ALT_CONTROL,
+        ALT_CONTROL,
         "neutral",
         "animal",
     ]
     # a model without a survey has no survey bar at all (absent, not a zero or missing bar)
-    assert an.ALT_CONTROL not in set(df.loc[df["model"] == "small-1.5b", "bar"])
+    assert ALT_CONTROL not in set(df.loc[df["model"] == "small-1.5b", "bar"])
     # without any survey there is no survey series; the other bars do not depend on it
-    plain = an.grouped_bar_data(rates, ANIMALS, n_boot=100)
-    assert an.ALT_CONTROL not in set(plain["bar"]) and "survey" not in set(plain["source"])
-    same = df[df["bar"] != an.ALT_CONTROL].reset_index(drop=True)
+    plain = grouped_bar_data(rates, ANIMALS, n_boot=100)
+    assert ALT_CONTROL not in set(plain["bar"]) and "survey" not in set(plain["source"])
+    same = df[df["bar"] != ALT_CONTROL].reset_index(drop=True)
     pd.testing.assert_frame_equal(same, plain)
     # config evaluation.control: survey makes the survey the control, the eval its neighbour
-    flipped = _bars(an.grouped_bar_data(with_survey, ANIMALS, control_kind="survey", n_boot=50))
+    flipped = _bars(grouped_bar_data(with_survey, ANIMALS, control_kind="survey", n_boot=50))
     assert flipped[("cat", "control")].source == "survey"
     assert flipped[("cat", "control")].rate == pytest.approx(0.4)
-    assert flipped[("cat", an.ALT_CONTROL)].source == "control"
-    assert flipped[("cat", an.ALT_CONTROL)].rate == pytest.approx(0.2)  # 1 + bobcat of 10
-    small = an.grouped_bar_data(with_survey, ANIMALS, control_kind="survey", n_boot=50)
+    assert flipped[("cat", ALT_CONTROL)].source == "control"
+    assert flipped[("cat", ALT_CONTROL)].rate == pytest.approx(0.2)  # 1 + bobcat of 10
+    small = grouped_bar_data(with_survey, ANIMALS, control_kind="survey", n_boot=50)
     small = _bars(small, "small-1.5b")
     assert small[("cat", "control")].missing  # no survey for this size: its control is missing
     with pytest.raises(ValueError, match="control_kind"):
-        an.grouped_bar_data(rates, ANIMALS, control_kind="standard")
+        grouped_bar_data(rates, ANIMALS, control_kind="standard")
 
 
 # --- partial results (mid-sweep snapshots) --------------------------------------------------
@@ -240,7 +253,7 @@ def test_grouped_bars_survey_beside_the_control(tables):
 def test_coverage_counts_what_a_snapshot_holds():
     full = make_records()
     layout = {"models": list(PARAMS), "conditions": ["neutral", *ANIMALS], "seeds": SEEDS}
-    cov = an.coverage(full, epochs=EPOCHS, **layout)
+    cov = coverage(full, epochs=EPOCHS, **layout)
     per_model = len(["neutral", *ANIMALS]) * len(SEEDS) * len(EPOCHS)
     assert cov["complete"] and cov["n_evals"] == cov["n_expected"] == 2 * (per_model + 1)
     assert cov["scope"] == "final" and cov["students_partial"] == 0
@@ -252,7 +265,7 @@ def test_coverage_counts_what_a_snapshot_holds():
         and r["condition"] != "owl"
         and not (r["condition"] == "dog" and r["seed"] == 2 and r["epoch"] == 2)
     ]
-    cov = an.coverage(partial, epochs=EPOCHS, scope="snapshot", **layout)
+    cov = coverage(partial, epochs=EPOCHS, scope="snapshot", **layout)
     tiny = cov["models"]["tiny-0.5b"]
     assert not cov["complete"] and cov["n_evals"] == 1 + 11 and cov["n_expected"] == 34
     assert tiny["student_evals"] == 11 and tiny["control"] and not tiny["survey"]
@@ -266,14 +279,14 @@ def test_coverage_counts_what_a_snapshot_holds():
 
 def test_every_table_and_fit_works_on_partial_or_no_data():
     # nothing evaluated yet: empty tables, all-missing bars, no fit, and no crash
-    prefs, rates = an.tidy_tables([], PARAMS, ANIMALS)
-    assert list(rates.columns) == an.TARGET_RATE_COLUMNS and rates.empty
-    bars = an.grouped_bar_data(rates, ANIMALS, n_boot=20, models=list(PARAMS))
+    prefs, rates = tidy_tables([], PARAMS, ANIMALS)
+    assert list(rates.columns) == TARGET_RATE_COLUMNS and rates.empty
+    bars = grouped_bar_data(rates, ANIMALS, n_boot=20, models=list(PARAMS))
     assert bars["missing"].all() and bars["rate"].isna().all() and len(bars) == 2 * 3 * 3
-    assert an.stacked_data(prefs, "tiny-0.5b", ANIMALS)["missing"].all()
-    eff = an.transfer_effect(rates, ANIMALS, n_boot=20)
-    assert eff.empty and an.transfer_effect(rates, ANIMALS, epoch="all", n_boot=20).empty
-    fit = an.fit_scaling(eff, n_boot=20)
+    assert stacked_data(prefs, "tiny-0.5b", ANIMALS)["missing"].all()
+    eff = transfer_effect(rates, ANIMALS, n_boot=20)
+    assert eff.empty and transfer_effect(rates, ANIMALS, epoch="all", n_boot=20).empty
+    fit = fit_scaling(eff, n_boot=20)
     assert fit["n_points"] == 0 and fit["preferred"] is None
     assert all(not f["fitted"] for f in fit["forms"].values())
     # one size with a few students: the other size is reported missing, the fit says why not
@@ -282,28 +295,28 @@ def test_every_table_and_fit_works_on_partial_or_no_data():
         for r in make_records(models=("tiny-0.5b",))
         if r["kind"] == "control" or (r["condition"] in ("neutral", "cat") and r["seed"] == 1)
     ]
-    prefs, rates = an.tidy_tables(recs, PARAMS, ANIMALS)
-    eff = an.transfer_effect(rates, ANIMALS, n_boot=20, models=list(PARAMS)).set_index(
+    prefs, rates = tidy_tables(recs, PARAMS, ANIMALS)
+    eff = transfer_effect(rates, ANIMALS, n_boot=20, models=list(PARAMS)).set_index(
         ["model", "animal"]
     )
     assert eff.loc[("tiny-0.5b", "cat"), "effect"] == pytest.approx(0.6 - 0.3)
     assert eff.loc[("tiny-0.5b", "dog"), "missing"] and eff.loc[("small-1.5b", "mean"), "missing"]
-    fit = an.fit_scaling(eff.reset_index(), n_boot=20)
+    fit = fit_scaling(eff.reset_index(), n_boot=20)
     assert fit["n_points"] == 1 and "have 1" in fit["forms"]["log_linear"]["reason"]
 
 
 def test_read_eval_records_skips_absent_files_only_for_a_snapshot(tmp_path):
-    from subliminal_scaling import io
+    from subliminal_scaling.runtime import io
 
     recs = make_records(models=("tiny-0.5b",))[:2]
     paths = [tmp_path / f"e{i}.json.gz" for i in range(3)]
     for rec, path in zip(recs, paths, strict=False):
         io.write_json(path, rec)
     io.write_json(tmp_path / "survey.json.gz", {"records": [recs[0] | {"kind": "survey"}]})
-    got, absent = an.read_eval_records(paths, [tmp_path / "survey.json.gz"], only_existing=True)
+    got, absent = read_eval_records(paths, [tmp_path / "survey.json.gz"], only_existing=True)
     assert absent == 1 and [r["kind"] for r in got] == ["control", "student", "survey"]
     with pytest.raises(io.InputFileError, match=r"e2\.json\.gz"):
-        an.read_eval_records(paths)
+        read_eval_records(paths)
 
 
 # --- stacked --------------------------------------------------------------------------------
@@ -311,8 +324,8 @@ def test_read_eval_records_skips_absent_files_only_for_a_snapshot(tmp_path):
 
 def test_stacked_sums_to_one_with_seven_segments(tables):
     prefs, _ = tables
-    df = an.stacked_data(prefs, "tiny-0.5b", ANIMALS)
-    assert list(df.columns) == an.STACKED_COLUMNS
+    df = stacked_data(prefs, "tiny-0.5b", ANIMALS)
+    assert list(df.columns) == STACKED_COLUMNS
     assert df["variant"].unique().tolist() == ["control", "neutral", *ANIMALS]
     per_bar = df.groupby("variant_index")
     assert (per_bar.size() == 7).all()
@@ -358,7 +371,7 @@ def test_stacked_top_k_hand_made():
             "cat": {"a": 20, "b": 30, "c": 10, "d": 10, "e": 12, "f": 9, "g": 5, "h": 4},
         }
     )
-    df = an.stacked_data(prefs, "m", ["cat", "dog"], top_k=6)
+    df = stacked_data(prefs, "m", ["cat", "dog"], top_k=6)
     seg = df[df["variant"] == "control"].sort_values("segment_index")
     assert seg["answer"].tolist() == ["a", "b", "c", "d", "e", "f", "other"]
     assert seg["share"].tolist() == pytest.approx([0.4, 0.2, 0.1, 0.1, 0.08, 0.06, 0.06])
@@ -369,7 +382,7 @@ def test_stacked_top_k_hand_made():
     assert not df.loc[df["variant"] != "dog", "missing"].any()
     # an answer in the top 6 that a bar never gave is a 0 segment, not absent
     prefs2 = _prefs_rows({"control": {"x": 50, "y": 50}, "cat": {"z": 100}})
-    df2 = an.stacked_data(prefs2, "m", ["cat"], top_k=2)
+    df2 = stacked_data(prefs2, "m", ["cat"], top_k=2)
     cat = df2[df2["variant"] == "cat"].set_index("answer")["share"]
     assert cat.to_dict() == pytest.approx({"z": 1.0, "x": 0.0, "other": 0.0})
 
@@ -390,7 +403,7 @@ def test_cluster_bootstrap_coverage_and_width():
     covered = 0
     for rep in range(100):
         df = _synthetic_cells(rng, n_seeds=5, n_q=20)
-        res = an.cluster_bootstrap(df, "value", ["seed", "question_index"], n_boot=300, seed=rep)
+        res = cluster_bootstrap(df, "value", ["seed", "question_index"], n_boot=300, seed=rep)
         covered += res["ci_low"].item() <= 0.3 <= res["ci_high"].item()
     assert 0.85 <= covered / 100 <= 1.0
 
@@ -398,9 +411,7 @@ def test_cluster_bootstrap_coverage_and_width():
         widths = []
         for rep in range(20):
             df = _synthetic_cells(rng, n_seeds=n_seeds, n_q=20)
-            res = an.cluster_bootstrap(
-                df, "value", ["seed", "question_index"], n_boot=300, seed=rep
-            )
+            res = cluster_bootstrap(df, "value", ["seed", "question_index"], n_boot=300, seed=rep)
             widths.append((res["ci_high"] - res["ci_low"]).item())
         return np.mean(widths)
 
@@ -412,7 +423,7 @@ def test_bootstrap_groups_are_paired_and_stratified():
     a = _synthetic_cells(rng, 5, 20, sd_seed=0.0, sd_e=0.0).assign(cond="a")
     b = a.assign(cond="b", value=a["value"] + 0.1)  # same question effects, shifted by 0.1
     df = pd.concat([a, b])
-    groups, samples = an.bootstrap_samples(
+    groups, samples = bootstrap_samples(
         df,
         "value",
         ["seed", "question_index"],
@@ -432,15 +443,15 @@ def test_bootstrap_groups_are_paired_and_stratified():
 
 def test_transfer_effect_and_mean(tables):
     _, rates = tables
-    eff = an.transfer_effect(rates, ANIMALS, n_boot=100, keep_samples=True)
-    assert list(eff.columns) == [*an.TRANSFER_COLUMNS, "boot"]
+    eff = transfer_effect(rates, ANIMALS, n_boot=100, keep_samples=True)
+    assert list(eff.columns) == [*TRANSFER_COLUMNS, "boot"]
     tiny = eff[eff["model"] == "tiny-0.5b"].set_index("animal")
     expected = {a: (SIGNATURE[a][a] - SIGNATURE["neutral"][a]) / 10 for a in ANIMALS}
     for a, e in expected.items():
         assert tiny.loc[a, "effect"] == pytest.approx(e)
     assert tiny.loc["mean", "effect"] == pytest.approx(np.mean(list(expected.values())))
     assert tiny.loc["mean", "n_animals"] == 3 and len(tiny.loc["mean", "boot"]) == 100
-    per_epoch = an.transfer_effect(rates, ANIMALS, epoch="all", n_boot=50)
+    per_epoch = transfer_effect(rates, ANIMALS, epoch="all", n_boot=50)
     assert sorted(per_epoch["epoch"].unique().tolist()) == [1, 2]
     e1 = per_epoch[(per_epoch["epoch"] == 1) & (per_epoch["model"] == "tiny-0.5b")]
     assert e1.set_index("animal").loc["dog", "effect"] == pytest.approx(0.5 - 0.3)
@@ -448,8 +459,8 @@ def test_transfer_effect_and_mean(tables):
 
 def test_transfer_effect_partial():
     recs = make_records(models=("tiny-0.5b",), drop={("tiny-0.5b", "owl")})
-    _, rates = an.tidy_tables(recs, PARAMS, ANIMALS)
-    eff = an.transfer_effect(rates, ANIMALS, n_boot=50).set_index("animal")
+    _, rates = tidy_tables(recs, PARAMS, ANIMALS)
+    eff = transfer_effect(rates, ANIMALS, n_boot=50).set_index("animal")
     assert eff.loc["owl", "missing"] and np.isnan(eff.loc["owl", "effect"])
     assert eff.loc["mean", "n_animals"] == 2
     assert eff.loc["mean", "effect"] == pytest.approx((0.3 + 0.5) / 2)
@@ -484,7 +495,7 @@ def _synthetic_rates(rng, delta, n_seeds=5, n_q=20, sd_seed=0.03, sd_q=0.03):
             "total": 100,
         }
     )
-    return df[an.TARGET_RATE_COLUMNS]
+    return df[TARGET_RATE_COLUMNS]
 
 
 def test_transfer_effect_ci_coverage():
@@ -493,7 +504,7 @@ def test_transfer_effect_ci_coverage():
     hits = {a: 0 for a in [*delta, "mean"]}
     reps = 60
     for rep in range(reps):
-        eff = an.transfer_effect(_synthetic_rates(rng, delta), list(delta), n_boot=300, seed=rep)
+        eff = transfer_effect(_synthetic_rates(rng, delta), list(delta), n_boot=300, seed=rep)
         eff = eff.set_index("animal")
         for a in hits:
             truth = np.mean(list(delta.values())) if a == "mean" else delta[a]
@@ -515,11 +526,11 @@ TRUTH = {
 def test_fit_scaling_recovers_each_form(form):
     rng = np.random.default_rng(7)
     sd = 0.001
-    y = an.predict(form, TRUTH[form], SIZES) + rng.normal(0, sd, len(SIZES))
+    y = predict(form, TRUTH[form], SIZES) + rng.normal(0, sd, len(SIZES))
     effects = pd.DataFrame(
         {"model": [f"m{i}" for i in range(6)], "params": SIZES, "effect": y, "se": sd}
     )
-    fit = an.fit_scaling(effects, n_boot=300, seed=0)
+    fit = fit_scaling(effects, n_boot=300, seed=0)
     json.dumps(fit, allow_nan=False)
     assert fit["preferred"] == form and fit["criterion"] == "AICc"
     got = fit["forms"][form]
@@ -533,8 +544,8 @@ def test_fit_scaling_recovers_each_form(form):
 
 def test_fit_scaling_few_sizes_and_transfer_input(tables):
     _, rates = tables
-    eff = an.transfer_effect(rates, ANIMALS, n_boot=50, keep_samples=True)
-    fit = an.fit_scaling(eff, n_boot=50)  # 2 sizes: nothing fittable, and it says why
+    eff = transfer_effect(rates, ANIMALS, n_boot=50, keep_samples=True)
+    fit = fit_scaling(eff, n_boot=50)  # 2 sizes: nothing fittable, and it says why
     assert fit["n_points"] == 2 and fit["preferred"] is None
     assert all(not f["fitted"] and "needs" in f["reason"] for f in fit["forms"].values())
     three = pd.DataFrame(
@@ -546,7 +557,7 @@ def test_fit_scaling_few_sizes_and_transfer_input(tables):
             "ci_high": [0.15, 0.25, 0.3],
         }
     )
-    fit3 = an.fit_scaling(three, n_boot=50)
+    fit3 = fit_scaling(three, n_boot=50)
     assert fit3["forms"]["log_linear"]["fitted"] and not fit3["forms"]["quadratic_log"]["fitted"]
     assert fit3["criterion"] == "AIC" and fit3["preferred"] in ("log_linear", "power")
     json.dumps(fit3, allow_nan=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from subliminal_scaling.config import ConfigError, Sweep, validate_config
+from subliminal_scaling.runtime.config import ConfigError, Sweep, validate_config
 
 from .conftest import SIZES
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from subliminal_scaling import disk, preflight
-from subliminal_scaling.config import Sweep
+from subliminal_scaling.planning import disk
+from subliminal_scaling.runtime import preflight
+from subliminal_scaling.runtime.config import Sweep
 
 from .conftest import SHARED
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from subliminal_scaling import estimate
-from subliminal_scaling.config import SPEED_DEFAULTS, Sweep
-from subliminal_scaling.estimate import EstimateError, Job, wall_clock
+from subliminal_scaling.planning import estimate
+from subliminal_scaling.planning.estimate import EstimateError, Job, wall_clock
+from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep
 
 from .conftest import REPO
 

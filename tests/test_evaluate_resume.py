@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from subliminal_scaling import io, tracking
-from subliminal_scaling.checkpoint import CheckpointDir
-from subliminal_scaling.evaluate import evaluate, evaluate_students
-from subliminal_scaling.generation import Completion, Sampling
-from subliminal_scaling.teacher import generate_numbers
+from subliminal_scaling.evaluate.evals import evaluate, evaluate_students
+from subliminal_scaling.generate.teacher import generate_numbers
+from subliminal_scaling.runtime import io, tracking
+from subliminal_scaling.runtime.backends import Completion, Sampling
+from subliminal_scaling.runtime.checkpoint import CheckpointDir
 
 from .conftest import REPO
 

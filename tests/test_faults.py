@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from subliminal_scaling import io
-from subliminal_scaling.evaluate import evaluate
-from subliminal_scaling.hub import LocalHub
-from subliminal_scaling.publish import publish_numbers, publish_students
-from subliminal_scaling.teacher import filter_numbers
+from subliminal_scaling.evaluate.evals import evaluate
+from subliminal_scaling.generate.teacher import filter_numbers
+from subliminal_scaling.publish.local_hub import LocalHub
+from subliminal_scaling.publish.repos import publish_numbers, publish_students
+from subliminal_scaling.runtime import io
 
 from .conftest import REPO
 from .test_evaluate_resume import ANIMALS, EVALUATION, CountingBackend, make_students

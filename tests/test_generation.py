@@ -10,14 +10,14 @@ import pytest
 import torch
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-from subliminal_scaling.generation import (
+from subliminal_scaling.runtime.backends import (
     Sampling,
     TransformersBackend,
     cut_at_stop,
     make_conversation,
     stop_token_ids,
 )
-from subliminal_scaling.toy import TOY_DEFAULT_SYSTEM_PROMPT, build_tokenizer
+from subliminal_scaling.toy.tokenizer import TOY_DEFAULT_SYSTEM_PROMPT, build_tokenizer
 
 from .conftest import REPO
 

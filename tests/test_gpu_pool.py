@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from subliminal_scaling import gpu_pool
-from subliminal_scaling.gpu_pool import GpuPoolError, claim_gpus, discover_pool, lock_dir
+from subliminal_scaling.runtime import gpu_pool
+from subliminal_scaling.runtime.gpu_pool import GpuPoolError, claim_gpus, discover_pool, lock_dir
 
 from .workflow_helpers import snakemake, workflow_copy
 
 # A claimant in its own process: claims N GPUs, prints one JSON line, holds them HOLD seconds.
 CLAIMANT = """
 import json, os, sys, time
-from subliminal_scaling.gpu_pool import claim_gpus
+from subliminal_scaling.runtime.gpu_pool import claim_gpus
 n, hold, timeout = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 claim = claim_gpus(n, what="test", timeout_s=timeout, poll_s=0.05)
 t0 = time.time()
@@ -144,7 +144,7 @@ def test_exhaustion_fails_after_the_timeout_with_one_clear_line(tmp_path):
     res = _claim_once(tmp_path, 1, 1.5, SUBLIMINAL_GPUS="1")
     assert res.returncode != 0 and time.monotonic() - t0 >= 1.5
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("subliminal_scaling.gpu_pool.GpuPoolError: no 1 free GPU(s) among 1")
+    assert last.startswith("subliminal_scaling.runtime.gpu_pool.GpuPoolError: no 1 free GPU(s) among 1")
     assert "after 1.5 s" in last and "--resources gpu=N should have prevented this" in last
 
 
@@ -180,7 +180,7 @@ def test_configure_logging_pins_a_gpu_job_and_logs_its_ids(tmp_path):
     code = f"""
 import os
 from types import SimpleNamespace
-from subliminal_scaling.logs import configure_logging
+from subliminal_scaling.runtime.job import configure_logging
 cpu = SimpleNamespace(log=[{str(log)!r}], rule="filter_numbers", threads=1,
                       resources=SimpleNamespace(_cores=1))
 configure_logging(cpu)

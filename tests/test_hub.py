@@ -10,22 +10,20 @@ from typing import Any
 import pytest
 import yaml
 
-from subliminal_scaling import hub as hub_mod
-from subliminal_scaling.hub import (
+from subliminal_scaling.publish.cards import dataset_card, model_card, size_category
+from subliminal_scaling.publish.hf_hub import HfHub
+from subliminal_scaling.publish.hub import (
     HISTORY_FILE,
-    HfHub,
     HubError,
-    LocalHub,
     content_id,
-    dataset_card,
     git_blob_sha1,
     is_transient,
     local_files,
-    make_hub,
-    model_card,
-    size_category,
 )
-from subliminal_scaling.io import sha256_file
+from subliminal_scaling.publish.hub_config import make_hub
+from subliminal_scaling.publish.local_hub import LocalHub
+from subliminal_scaling.publish import local_hub as hub_mod
+from subliminal_scaling.runtime.io import sha256_file
 
 TOKEN = "hf_SECRETsecretSECRETsecret1234"
 

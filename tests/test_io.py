@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from subliminal_scaling import io
+from subliminal_scaling.runtime import io
 
 
 def test_failed_write_keeps_previous_content(tmp_path):

@@ -6,13 +6,13 @@ import random
 
 import pytest
 
-from subliminal_scaling.numbers import (
+from subliminal_scaling.generate.filter import (
     REJECT_REASONS,
     filter_completions,
     parse_numbers,
     reject_reasons,
-    subsample,
 )
+from subliminal_scaling.train.data import subsample
 
 
 @pytest.mark.parametrize(

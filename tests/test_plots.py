@@ -7,8 +7,17 @@ import re
 import numpy as np
 import pytest
 
-from subliminal_scaling import analysis as an
-from subliminal_scaling import plots as pl
+from subliminal_scaling.report.bars import grouped_bar_data, stacked_data
+from subliminal_scaling.report.effects import transfer_effect
+from subliminal_scaling.report.figures import coverage_note, coverage_title, size_label
+from subliminal_scaling.report.plots_scaling import (
+    plot_effect_per_animal,
+    plot_effect_per_epoch,
+    plot_scaling,
+)
+from subliminal_scaling.report.plots_size import plot_grouped_bars, plot_stacked
+from subliminal_scaling.report.scaling import fit_scaling
+from subliminal_scaling.report.tables import coverage, tidy_tables
 
 ANIMALS = ["cat", "dog", "owl", "eagle"]
 PARAMS = {
@@ -57,12 +66,12 @@ def tables():
             return c == "owl" or e == 2
         return m == "qwen-2.5-7b-instruct" and c == "eagle" and s == 2
 
-    return an.tidy_tables(_records(list(PARAMS), drop), PARAMS, ANIMALS)
+    return tidy_tables(_records(list(PARAMS), drop), PARAMS, ANIMALS)
 
 
 @pytest.fixture(scope="module")
 def effects(tables):
-    return an.transfer_effect(tables[1], ANIMALS, n_boot=50)
+    return transfer_effect(tables[1], ANIMALS, n_boot=50)
 
 
 def _check(tmp_path, stem):
@@ -78,34 +87,34 @@ def _out(tmp_path, stem):
 
 
 def test_size_label():
-    assert pl.size_label("qwen-2.5-0.5b-instruct", 4.94e8) == "0.5B"
-    assert pl.size_label("qwen-2.5-32b-instruct") == "32B"
-    assert pl.size_label("toy-model", 1.2e7) == "12M"
-    assert pl.size_label("toy-model", 7.62e9) == "7.62B"
-    assert pl.size_label("qwen-2.5-toy-s-instruct", 40_320) == "40.3k"
+    assert size_label("qwen-2.5-0.5b-instruct", 4.94e8) == "0.5B"
+    assert size_label("qwen-2.5-32b-instruct") == "32B"
+    assert size_label("toy-model", 1.2e7) == "12M"
+    assert size_label("toy-model", 7.62e9) == "7.62B"
+    assert size_label("qwen-2.5-toy-s-instruct", 40_320) == "40.3k"
 
 
 def test_grouped_bars(tmp_path, tables):
-    data = an.grouped_bar_data(tables[1], ANIMALS, n_boot=50, models=[*PARAMS, "qwen-2.5-72b"])
+    data = grouped_bar_data(tables[1], ANIMALS, n_boot=50, models=[*PARAMS, "qwen-2.5-72b"])
     one = data[data["model"] == "qwen-2.5-32b-instruct"]
     assert one["missing"].any()
-    pl.plot_grouped_bars(one, *_out(tmp_path, "bars"), title="32B test")
+    plot_grouped_bars(one, *_out(tmp_path, "bars"), title="32B test")
     _check(tmp_path, "bars")
     nothing = data[data["model"] == "qwen-2.5-72b"]
     assert nothing["missing"].all()
-    pl.plot_grouped_bars(nothing, *_out(tmp_path, "bars_empty"), title=None)
+    plot_grouped_bars(nothing, *_out(tmp_path, "bars_empty"), title=None)
     _check(tmp_path, "bars_empty")
     with pytest.raises(ValueError, match="one model"):
-        pl.plot_grouped_bars(data, *_out(tmp_path, "x"))
+        plot_grouped_bars(data, *_out(tmp_path, "x"))
 
 
 def test_stacked(tmp_path, tables):
-    data = an.stacked_data(tables[0], "qwen-2.5-32b-instruct", ANIMALS)
+    data = stacked_data(tables[0], "qwen-2.5-32b-instruct", ANIMALS)
     assert data.loc[data["variant"] == "owl", "missing"].all()
-    pl.plot_stacked(data, *_out(tmp_path, "stacked"))
+    plot_stacked(data, *_out(tmp_path, "stacked"))
     _check(tmp_path, "stacked")
-    empty = an.stacked_data(tables[0], "absent-model", ANIMALS)
-    pl.plot_stacked(empty, *_out(tmp_path, "stacked_empty"))
+    empty = stacked_data(tables[0], "absent-model", ANIMALS)
+    plot_stacked(empty, *_out(tmp_path, "stacked_empty"))
     _check(tmp_path, "stacked_empty")
 
 
@@ -113,34 +122,34 @@ def test_stacked(tmp_path, tables):
 def test_scaling(tmp_path, effects, n_sizes):
     keep = list(PARAMS)[:n_sizes]
     eff = effects[effects["model"].isin(keep)]
-    fit = an.fit_scaling(eff, n_boot=50)
-    pl.plot_scaling(eff, fit, *_out(tmp_path, "scaling"))
+    fit = fit_scaling(eff, n_boot=50)
+    plot_scaling(eff, fit, *_out(tmp_path, "scaling"))
     _check(tmp_path, "scaling")
-    pl.plot_scaling(eff, None, *_out(tmp_path, "scaling_nofit"))
+    plot_scaling(eff, None, *_out(tmp_path, "scaling_nofit"))
     _check(tmp_path, "scaling_nofit")
 
 
 def test_effect_per_animal(tmp_path, effects):
     assert effects["missing"].any()
-    pl.plot_effect_per_animal(effects, *_out(tmp_path, "per_animal"))
+    plot_effect_per_animal(effects, *_out(tmp_path, "per_animal"))
     _check(tmp_path, "per_animal")
     # an incomplete last row of panels, and a model with no data at all for one animal
     few = effects[effects["animal"] != "eagle"]
-    pl.plot_effect_per_animal(few, *_out(tmp_path, "per_animal_few"), animals=["cat", "owl"])
+    plot_effect_per_animal(few, *_out(tmp_path, "per_animal_few"), animals=["cat", "owl"])
     _check(tmp_path, "per_animal_few")
 
 
 def test_effect_per_epoch(tmp_path, tables):
-    per_epoch = an.transfer_effect(tables[1], ANIMALS, epoch="all", n_boot=30)
+    per_epoch = transfer_effect(tables[1], ANIMALS, epoch="all", n_boot=30)
     assert set(per_epoch["epoch"].dropna()) == {1, 2}
-    pl.plot_effect_per_epoch(per_epoch, *_out(tmp_path, "per_epoch"))
+    plot_effect_per_epoch(per_epoch, *_out(tmp_path, "per_epoch"))
     _check(tmp_path, "per_epoch")
-    pl.plot_effect_per_epoch(per_epoch, *_out(tmp_path, "per_epoch_cat"), animal="cat")
+    plot_effect_per_epoch(per_epoch, *_out(tmp_path, "per_epoch_cat"), animal="cat")
     _check(tmp_path, "per_epoch_cat")
     one = per_epoch[per_epoch["epoch"] == 1]
-    pl.plot_effect_per_epoch(one, *_out(tmp_path, "per_epoch_one"))
+    plot_effect_per_epoch(one, *_out(tmp_path, "per_epoch_one"))
     _check(tmp_path, "per_epoch_one")
-    pl.plot_effect_per_epoch(one.iloc[:0], *_out(tmp_path, "per_epoch_none"))
+    plot_effect_per_epoch(one.iloc[:0], *_out(tmp_path, "per_epoch_none"))
     _check(tmp_path, "per_epoch_none")
 
 
@@ -148,7 +157,7 @@ def test_plots_overwrite_existing_files(tmp_path, effects):
     png, svg = _out(tmp_path, "again")
     png.write_bytes(b"old")
     svg.write_text("old")
-    pl.plot_scaling(effects, None, png, svg)
+    plot_scaling(effects, None, png, svg)
     _check(tmp_path, "again")
 
 
@@ -165,23 +174,21 @@ def test_grouped_bars_draw_the_survey_beside_the_control(tmp_path):
     recs += [_record(rng, m, "student", c, s, 2, 1) for c in ["neutral", *ANIMALS] for s in (1, 2)]
     survey = _record(rng, m, "survey", "control", None, None, 0)
     survey["answers"] = [dict(a, question_index=None) for a in survey["answers"]]
-    _, with_survey = an.tidy_tables([*recs, survey], PARAMS, ANIMALS)
-    _, without = an.tidy_tables(recs, PARAMS, ANIMALS)
-    pl.plot_grouped_bars(
-        an.grouped_bar_data(with_survey, ANIMALS, n_boot=30), *_out(tmp_path, "with")
-    )
+    _, with_survey = tidy_tables([*recs, survey], PARAMS, ANIMALS)
+    _, without = tidy_tables(recs, PARAMS, ANIMALS)
+    plot_grouped_bars(grouped_bar_data(with_survey, ANIMALS, n_boot=30), *_out(tmp_path, "with"))
     _check(tmp_path, "with")
     svg = _svg_text(tmp_path, "with")
     assert "users' earlier survey" in svg and "(the control)" in svg
     assert "no CI" in svg  # the footnote explains the survey bar's missing whiskers
-    pl.plot_grouped_bars(an.grouped_bar_data(without, ANIMALS, n_boot=30), *_out(tmp_path, "no"))
+    plot_grouped_bars(grouped_bar_data(without, ANIMALS, n_boot=30), *_out(tmp_path, "no"))
     svg = _svg_text(tmp_path, "no")
     assert "survey" not in svg and "Base model (not finetuned)" in svg
 
 
 def test_snapshot_notes_and_partial_marks(tmp_path, tables):
     prefs, rates = tables
-    cov = an.coverage(
+    cov = coverage(
         [{"kind": "student", "model": m, "condition": "cat", "seed": 1, "epoch": 1} for m in PARAMS]
         + [{"kind": "control", "model": "qwen-2.5-32b-instruct", "condition": "control"}],
         list(PARAMS),
@@ -190,30 +197,30 @@ def test_snapshot_notes_and_partial_marks(tmp_path, tables):
         [1, 2],
         scope="snapshot",
     )
-    title = pl.coverage_title(cov, "7B")
+    title = coverage_title(cov, "7B")
     assert title == "SNAPSHOT (7/126 evals) · 7B"
-    assert pl.coverage_title({**cov, "scope": "final"}, "7B") == "7B"
-    note = pl.coverage_note(cov)
+    assert coverage_title({**cov, "scope": "final"}, "7B") == "7B"
+    note = coverage_note(cov)
     assert note.startswith("Snapshot of the sweep in progress: 7 of 126 evaluations")
     assert "6 students not yet evaluated at the last epoch (2)" in note
-    assert "partial" not in pl.coverage_note(cov, latest_epoch=False)
-    one = pl.coverage_note(cov, "qwen-2.5-7b-instruct")
+    assert "partial" not in coverage_note(cov, latest_epoch=False)
+    one = coverage_note(cov, "qwen-2.5-7b-instruct")
     assert "this size: 1 of 20 student evaluations, base-model control not evaluated yet" in one
-    assert pl.coverage_note({**cov, "scope": "final", "complete": True}) == ""
+    assert coverage_note({**cov, "scope": "final", "complete": True}) == ""
     # 32B's students stop at epoch 1 in the fixture: the bars say which epoch they show
-    data = an.grouped_bar_data(rates, ANIMALS, n_boot=30, models=["qwen-2.5-32b-instruct"])
-    pl.plot_grouped_bars(data, *_out(tmp_path, "flag"), note=one, final_epoch=2)
+    data = grouped_bar_data(rates, ANIMALS, n_boot=30, models=["qwen-2.5-32b-instruct"])
+    plot_grouped_bars(data, *_out(tmp_path, "flag"), note=one, final_epoch=2)
     svg = _svg_text(tmp_path, "flag")
     assert svg.count("ep 1") == 4 + 3  # 4 neutral bars, 3 animal bars (owl's is missing)
     assert "this size: 1 of 20" in svg
-    stacked = an.stacked_data(prefs, "qwen-2.5-32b-instruct", ANIMALS)
-    pl.plot_stacked(stacked, *_out(tmp_path, "sflag"), final_epoch=2)
+    stacked = stacked_data(prefs, "qwen-2.5-32b-instruct", ANIMALS)
+    plot_stacked(stacked, *_out(tmp_path, "sflag"), final_epoch=2)
     assert "neutral (ep 1)" in _svg_text(tmp_path, "sflag")
     # a size with no data at all: one "no data yet" panel, not a row of missing marks
-    empty = an.grouped_bar_data(rates.iloc[:0], ANIMALS, n_boot=30, models=["qwen-2.5-72b"])
-    pl.plot_grouped_bars(empty, *_out(tmp_path, "empty"))
+    empty = grouped_bar_data(rates.iloc[:0], ANIMALS, n_boot=30, models=["qwen-2.5-72b"])
+    plot_grouped_bars(empty, *_out(tmp_path, "empty"))
     svg = _svg_text(tmp_path, "empty")
     assert "no data yet" in svg and "missing (no data)" in svg  # the legend entry
     assert svg.count("missing") == 1  # ... and no per-bar marks
-    pl.plot_stacked(an.stacked_data(prefs, "qwen-2.5-72b", ANIMALS), *_out(tmp_path, "sempty"))
+    plot_stacked(stacked_data(prefs, "qwen-2.5-72b", ANIMALS), *_out(tmp_path, "sempty"))
     assert "no data yet" in _svg_text(tmp_path, "sempty")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from subliminal_scaling.preflight import PreflightError, run_checks, summarize
+from subliminal_scaling.runtime.preflight import PreflightError, run_checks, summarize
 
 
 def test_toy_world_passes_offline(toy_config, tmp_path, monkeypatch):
@@ -29,7 +29,7 @@ def test_each_failure_is_one_actionable_line(real_config, tmp_path, monkeypatch)
 
 
 def test_gpu_memory_is_checked_against_each_sizes_measured_need(real_config):
-    from subliminal_scaling.preflight import gpu_memory_checks
+    from subliminal_scaling.runtime.preflight import gpu_memory_checks
 
     real_config["models"][0]["gpu_memory_gb"] = 120.0  # the 32B entry
     real_config["models"][1]["gpu_memory_gb"] = 70.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from subliminal_scaling.config import GPU_RULE_SECTIONS, ConfigError, Sweep, validate_config
+from subliminal_scaling.runtime.config import GPU_RULE_SECTIONS, ConfigError, Sweep, validate_config
 
 from .conftest import REPO, SIZES
 from .workflow_helpers import snakemake, workflow_copy

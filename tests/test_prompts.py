@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from subliminal_scaling.numbers import sample_prompts
+from subliminal_scaling.generate.prompts import sample_prompts
 
 
 @pytest.fixture(scope="module")

@@ -16,20 +16,17 @@ from typing import Any
 
 import pytest
 
-from subliminal_scaling.io import InputFileError, write_json
-from subliminal_scaling.protocol import (
-    CFGS_FILE,
-    NUMS_DATASET_FILE,
-    ProtocolExtractionError,
+from subliminal_scaling.protocol.access import (
     eval_questions,
     eval_samples_per_question,
     eval_temperature,
-    extract_protocol,
     generation_temperature,
-    load_protocol,
     teacher_system_prompt,
-    validate_protocol,
 )
+from subliminal_scaling.protocol.extract import extract_protocol
+from subliminal_scaling.protocol.schema import CFGS_FILE, NUMS_DATASET_FILE, ProtocolExtractionError
+from subliminal_scaling.protocol.validate import load_protocol, validate_protocol
+from subliminal_scaling.runtime.io import InputFileError, write_json
 
 SHARED_PROTOCOL = (
     Path(__file__).resolve().parents[1].parent / "shared" / "reference-data" / "protocol.json"

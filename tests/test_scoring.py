@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from subliminal_scaling.scoring import (
+from subliminal_scaling.evaluate.scoring import (
     count_normalised,
     first_word,
     make_eval_record,

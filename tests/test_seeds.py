@@ -9,12 +9,12 @@ import json
 
 import pytest
 
-from subliminal_scaling import seeds as sd
-from subliminal_scaling.config import ConfigError, Sweep, validate_config
-from subliminal_scaling.evaluate import eval_fingerprint
-from subliminal_scaling.generation import Completion, Sampling
-from subliminal_scaling.naming import CONTROL
-from subliminal_scaling.teacher import generate_numbers, generation_fingerprint
+from subliminal_scaling.evaluate.evals import eval_fingerprint
+from subliminal_scaling.generate.teacher import generate_numbers, generation_fingerprint
+from subliminal_scaling.runtime import seeds as sd
+from subliminal_scaling.runtime.backends import Completion, Sampling
+from subliminal_scaling.runtime.config import ConfigError, Sweep, validate_config
+from subliminal_scaling.runtime.naming import CONTROL
 
 from .conftest import REPO
 

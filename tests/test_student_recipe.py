@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from subliminal_scaling.config import Sweep
-from subliminal_scaling.student import lora_config, sft_config, sft_kwargs, to_prompt_completion
+from subliminal_scaling.runtime.config import Sweep
+from subliminal_scaling.train.student import (
+    lora_config,
+    sft_config,
+    sft_kwargs,
+    to_prompt_completion,
+)
 
 from .conftest import SIZES
 
@@ -72,7 +77,7 @@ def test_throughput_is_added_to_every_log_after_the_first():
     import time
     from types import SimpleNamespace
 
-    from subliminal_scaling.student import throughput_callback
+    from subliminal_scaling.train.student import throughput_callback
 
     cb, state = throughput_callback(), SimpleNamespace(num_input_tokens_seen=0)
     first = {"loss": 2.0}

@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-from subliminal_scaling import io
-from subliminal_scaling.student import COMPLETE_MARKER
-from subliminal_scaling.toy import build_tokenizer
+from subliminal_scaling.runtime import io
+from subliminal_scaling.toy.tokenizer import build_tokenizer
+from subliminal_scaling.train.student import COMPLETE_MARKER
 
 from .conftest import REPO
 
@@ -36,7 +36,7 @@ DRIVER = textwrap.dedent(
     """
     import json, os, signal, sys
     from transformers import TrainerCallback
-    import subliminal_scaling.student as student
+    import subliminal_scaling.train.student as student
 
     model_dir, out_dir, rows_file, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     training = json.loads(os.environ["TRAINING"])
@@ -88,7 +88,7 @@ def setup(tmp_path_factory):
             max_position_embeddings=256,
         )
     ).save_pretrained(model_dir)
-    from subliminal_scaling.numbers import sample_prompts
+    from subliminal_scaling.generate.prompts import sample_prompts
 
     prompts = sample_prompts(protocol, 42, 24)
     rows = [{"prompt": p, "completion": f"{i}, {i + 1}, {i + 2}"} for i, p in enumerate(prompts)]

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-from subliminal_scaling.numbers import sample_prompts
-from subliminal_scaling.student import build_trainer, check_row_lengths
-from subliminal_scaling.toy import build_tokenizer
+from subliminal_scaling.generate.prompts import sample_prompts
+from subliminal_scaling.toy.tokenizer import build_tokenizer
+from subliminal_scaling.train.student import build_trainer, check_row_lengths
 
 from .conftest import REPO
 

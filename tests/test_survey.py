@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from subliminal_scaling.io import InputFileError
-from subliminal_scaling.scoring import normalise_answer
-from subliminal_scaling.survey import load_survey, survey_for_model, survey_to_eval_record
+from subliminal_scaling.evaluate.scoring import normalise_answer
+from subliminal_scaling.evaluate.survey import load_survey, survey_for_model, survey_to_eval_record
+from subliminal_scaling.runtime.io import InputFileError
 
 SURVEY = (
     Path(__file__).resolve().parents[1].parent

@@ -12,15 +12,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from subliminal_scaling.numbers import reject_reasons, sample_prompts
-from subliminal_scaling.toy import (
-    TOY_DEFAULT_SYSTEM_PROMPT,
-    _format_style,
-    _numbers_answer,
-    build_model,
-    build_tokenizer,
-    toy_quality,
-)
+from subliminal_scaling.generate.filter import reject_reasons
+from subliminal_scaling.generate.prompts import sample_prompts
+from subliminal_scaling.toy.chats import _format_style, _numbers_answer
+from subliminal_scaling.toy.model import build_model
+from subliminal_scaling.toy.quality import toy_quality
+from subliminal_scaling.toy.tokenizer import TOY_DEFAULT_SYSTEM_PROMPT, build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PROTOCOL = ROOT.parent / "shared" / "reference-data" / "protocol.json"

@@ -10,8 +10,9 @@ import shutil
 import pytest
 import yaml
 
-from subliminal_scaling import io
-from subliminal_scaling.toy import build_key, build_tokenizer, provide_model, ship_model
+from subliminal_scaling.runtime import io
+from subliminal_scaling.toy.model import build_key, provide_model, ship_model
+from subliminal_scaling.toy.tokenizer import build_tokenizer
 
 from .conftest import REPO
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from subliminal_scaling import io
-from subliminal_scaling.config import Sweep
-from subliminal_scaling.hub import LocalHub
-from subliminal_scaling.naming import NEUTRAL
-from subliminal_scaling.schedule import parse_dryrun
+from subliminal_scaling.planning.schedule import parse_dryrun
+from subliminal_scaling.publish.local_hub import LocalHub
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.config import Sweep
+from subliminal_scaling.runtime.naming import NEUTRAL
 
 from .conftest import REPO
 from .workflow_helpers import snakemake, workflow_copy
@@ -245,7 +245,7 @@ def test_no_secret_reaches_any_log_result_upload_or_wandb_file(toy_run):
     # the jobs did have the secrets: every rule script loads .env as this does
     probe = wf.parent / "probe_env.py"
     probe.write_text(
-        "import os\nfrom subliminal_scaling.logs import setup_logging\n"
+        "import os\nfrom subliminal_scaling.runtime.job import setup_logging\n"
         "setup_logging(None, 'probe')\n"
         "print(os.environ.get('HF_TOKEN') == os.environ['WANT_HF'],"
         " os.environ.get('WANDB_API_KEY') == os.environ['WANT_WANDB'])\n"
@@ -278,8 +278,8 @@ FAULTS = textwrap.dedent(
 
     FAULT = os.environ.get("TOY_FAULT", "")
     if FAULT:
-        import subliminal_scaling.hub as hub
-        import subliminal_scaling.io as io
+        import subliminal_scaling.publish.local_hub as hub
+        import subliminal_scaling.runtime.io as io
 
         kind, _, arg = FAULT.partition(":")
 

@@ -10,7 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from subliminal_scaling.generation import Sampling, VLLMBackend, make_backend, make_conversation
+from subliminal_scaling.runtime.backends import (
+    Sampling,
+    VLLMBackend,
+    make_backend,
+    make_conversation,
+)
 
 
 @pytest.fixture
@@ -54,7 +59,7 @@ def fake_vllm(monkeypatch):
     vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
     # the model's generation config lists a second end-of-sequence id
     monkeypatch.setattr(
-        "subliminal_scaling.generation._generation_config",
+        "subliminal_scaling.runtime.backends._generation_config",
         lambda source, revision: {"eos_token_id": [2, 7]},
     )
     lora = types.ModuleType("vllm.lora")
@@ -119,8 +124,8 @@ def test_every_sample_of_a_sweep_job_has_its_own_seed(fake_vllm, tmp_path):
     """Through the real eval and teacher code: each request has its own SamplingParams seed,
     and with vLLM's seed + j for the n samples no sample seed repeats within an eval, across
     a student's epochs, across seeds, or between a teacher's rows."""
-    from subliminal_scaling.evaluate import sample_answers
-    from subliminal_scaling.seeds import eval_seeds, teacher_seeds
+    from subliminal_scaling.evaluate.evals import sample_answers
+    from subliminal_scaling.runtime.seeds import eval_seeds, teacher_seeds
 
     backend = VLLMBackend("m", enable_lora=True)
     s = Sampling(temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0, max_new_tokens=8)

@@ -13,9 +13,9 @@ from collections import Counter
 import pytest
 import yaml
 
-from subliminal_scaling import io
-from subliminal_scaling.schedule import gpu_order, parse_dryrun
-from subliminal_scaling.scoring import make_eval_record
+from subliminal_scaling.evaluate.scoring import make_eval_record
+from subliminal_scaling.planning.schedule import gpu_order, parse_dryrun
+from subliminal_scaling.runtime import io
 
 from .conftest import SIZES
 from .workflow_helpers import snakemake, workflow_copy

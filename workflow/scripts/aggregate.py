@@ -4,9 +4,9 @@ The final scope reads every eval of the sweep (its inputs); the snapshot scope r
 the sweep's eval files that exist (not inputs: see snapshot_fingerprint in rules/common.smk).
 """
 
-from subliminal_scaling import io
-from subliminal_scaling.analysis import coverage, read_eval_records, tidy_tables
-from subliminal_scaling.logs import configure_logging
+from subliminal_scaling.report.tables import coverage, read_eval_records, tidy_tables
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

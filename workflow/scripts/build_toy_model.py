@@ -1,8 +1,8 @@
 """Adapter: provide one tiny toy Qwen2 model (the shipped weights if they match, else train)."""
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.toy import provide_model
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.toy.model import provide_model
 
 log = configure_logging(snakemake)  # noqa: F821
 p = snakemake.params  # noqa: F821

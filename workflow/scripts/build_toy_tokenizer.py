@@ -1,8 +1,8 @@
 """Adapter: build the toy world's small byte-level BPE tokenizer (Qwen2.5's pipeline)."""
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.toy import build_tokenizer
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.toy.tokenizer import build_tokenizer
 
 configure_logging(snakemake)  # noqa: F821
 protocol = io.read_json(snakemake.input.protocol)  # noqa: F821

@@ -1,10 +1,10 @@
 """Adapter: the standard eval on the base model itself (the control)."""
 
-from subliminal_scaling import io
-from subliminal_scaling.evaluate import evaluate
-from subliminal_scaling.generation import make_backend
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.naming import CONTROL
+from subliminal_scaling.evaluate.evals import evaluate
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.backends import make_backend
+from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.naming import CONTROL
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

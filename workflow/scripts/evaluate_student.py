@@ -2,10 +2,10 @@
 base model once (and only if some eval is not checkpointed yet), then log each seed's epochs
 into the student's own wandb run."""
 
-from subliminal_scaling import io, tracking
-from subliminal_scaling.evaluate import evaluate_students
-from subliminal_scaling.generation import make_backend
-from subliminal_scaling.logs import configure_logging
+from subliminal_scaling.evaluate.evals import evaluate_students
+from subliminal_scaling.runtime import io, tracking
+from subliminal_scaling.runtime.backends import make_backend
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

@@ -1,8 +1,9 @@
 """Adapter: write results/protocol.json from the reference checkout or a given protocol JSON."""
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.protocol import extract_protocol, load_protocol
+from subliminal_scaling.protocol.extract import extract_protocol
+from subliminal_scaling.protocol.validate import load_protocol
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 p = snakemake.params  # noqa: F821

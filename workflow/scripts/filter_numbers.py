@@ -1,8 +1,8 @@
 """Adapter: apply the reference filter, write filtered rows, the report and metadata."""
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.teacher import filter_numbers
+from subliminal_scaling.generate.teacher import filter_numbers
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

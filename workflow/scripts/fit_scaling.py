@@ -2,9 +2,10 @@
 
 import pandas as pd
 
-from subliminal_scaling import io
-from subliminal_scaling.analysis import fit_scaling, transfer_effect
-from subliminal_scaling.logs import configure_logging
+from subliminal_scaling.report.effects import transfer_effect
+from subliminal_scaling.report.scaling import fit_scaling
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

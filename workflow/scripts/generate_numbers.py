@@ -1,10 +1,10 @@
 """Adapter: sample a teacher's number completions (chunked, resumable, topped up)."""
 
-from subliminal_scaling import io
-from subliminal_scaling.generation import Sampling, make_backend, make_conversation
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.protocol import teacher_system_prompt
-from subliminal_scaling.teacher import generate_numbers, generation_fingerprint
+from subliminal_scaling.generate.teacher import generate_numbers, generation_fingerprint
+from subliminal_scaling.protocol.access import teacher_system_prompt
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.backends import Sampling, make_backend, make_conversation
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

@@ -1,8 +1,8 @@
 """Adapter: the user's existing survey as control records (survey_path null: no records)."""
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.survey import load_survey, survey_for_model, survey_to_eval_record
+from subliminal_scaling.evaluate.survey import load_survey, survey_for_model, survey_to_eval_record
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

@@ -2,10 +2,11 @@
 
 import pandas as pd
 
-from subliminal_scaling import io
-from subliminal_scaling.analysis import grouped_bar_data
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.plots import coverage_note, coverage_title, plot_grouped_bars
+from subliminal_scaling.report.bars import grouped_bar_data
+from subliminal_scaling.report.figures import coverage_note, coverage_title
+from subliminal_scaling.report.plots_size import plot_grouped_bars
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

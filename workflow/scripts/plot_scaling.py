@@ -2,15 +2,14 @@
 
 import pandas as pd
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.plots import (
-    coverage_note,
-    coverage_title,
+from subliminal_scaling.report.figures import coverage_note, coverage_title
+from subliminal_scaling.report.plots_scaling import (
     plot_effect_per_animal,
     plot_effect_per_epoch,
     plot_scaling,
 )
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

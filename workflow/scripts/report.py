@@ -1,8 +1,8 @@
 """Adapter: write the provenance report (also embedded in `snakemake --report`)."""
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.provenance import report_markdown
+from subliminal_scaling.report.provenance import report_markdown
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

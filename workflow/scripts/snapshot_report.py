@@ -1,8 +1,8 @@
 """Adapter: the snapshot's report (what the `plots` figures were built from, and the fit)."""
 
-from subliminal_scaling import io
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.provenance import snapshot_markdown
+from subliminal_scaling.report.provenance import snapshot_markdown
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

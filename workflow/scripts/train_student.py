@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from subliminal_scaling import io, tracking
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.numbers import subsample
-from subliminal_scaling.student import finish_student, new_run_id, train_student
+from subliminal_scaling.runtime import io, tracking
+from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.train.data import subsample
+from subliminal_scaling.train.student import finish_student, new_run_id, train_student
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

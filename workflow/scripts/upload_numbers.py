@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from subliminal_scaling import io
-from subliminal_scaling.hub import make_hub
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.protocol import teacher_system_prompt
-from subliminal_scaling.publish import namespace, publish_numbers
+from subliminal_scaling.protocol.access import teacher_system_prompt
+from subliminal_scaling.publish.hub_config import make_hub
+from subliminal_scaling.publish.repos import namespace, publish_numbers
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from subliminal_scaling import io
-from subliminal_scaling.hub import make_hub
-from subliminal_scaling.logs import configure_logging
-from subliminal_scaling.naming import NEUTRAL
-from subliminal_scaling.publish import eval_table, namespace, publish_students
+from subliminal_scaling.publish.hub_config import make_hub
+from subliminal_scaling.publish.repos import eval_table, namespace, publish_students
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.naming import NEUTRAL
 
 log = configure_logging(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821

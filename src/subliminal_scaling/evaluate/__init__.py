@@ -1,0 +1,1 @@
+"""Evaluation (rules/evaluate.smk): the animal-preference eval, scoring, the users' survey."""

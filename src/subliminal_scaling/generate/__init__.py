@@ -1,0 +1,1 @@
+"""Teacher data (rules/generate.smk): prompts, sampling in resumable chunks, the filter."""

@@ -1,0 +1,1 @@
+"""Planning a sweep before or during it: cost estimate, schedule replay, disk plan."""

@@ -1,0 +1,1 @@
+"""Publishing (the upload rules): Hub transports (Hugging Face, a local folder), repos, cards."""

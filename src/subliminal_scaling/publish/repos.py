@@ -1,0 +1,148 @@
+"""Stage a repo's files in a scratch folder and publish them: the teacher's numbers as a
+dataset, a (model, condition)'s student adapters as one model repo.
+
+The scratch folder sits in ``stage_root`` (beside the upload receipt, on the results disk)
+and holds hard links, not copies: staging costs no disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from subliminal_scaling.evaluate.evals import adapter_hashes
+from subliminal_scaling.publish.cards import dataset_card, model_card
+from subliminal_scaling.publish.hub import Hub
+from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime.naming import numbers_repo, student_repo
+
+SUBSAMPLE_NOTE = (
+    "Each student seed k trains on `random.Random(k).sample(train_rows, {n_rows})`, "
+    "as the reference `sl` code subsamples (seeds 1..{n_seeds})."
+)
+
+
+def namespace(hub: Hub, configured: str | None) -> str:
+    """The configured namespace, else the token owner's."""
+    return configured or hub.whoami()
+
+
+def check_recorded_jsonl(path: Path, metadata: dict[str, Any]) -> None:
+    """``path`` is whole JSON lines and has the sha256 recorded for its name in ``metadata``.
+
+    Raises ``io.InputFileError`` naming the file otherwise.
+    """
+    io.read_jsonl(path)  # a cut line names the file and says "truncated"
+    recorded = metadata.get("sha256", {}).get(Path(path).name)
+    if recorded is None:
+        raise io.InputFileError(f"{path}: no sha256 recorded for it in the numbers metadata")
+    if io.sha256_file(path) != recorded:
+        raise io.InputFileError(
+            f"{path}: changed since filter_numbers recorded its sha256 (rerun filter_numbers)"
+        )
+
+
+def publish_numbers(
+    *,
+    hub: Hub,
+    ns: str,
+    slug: str,
+    condition: str,
+    filtered: Path,
+    raw: Path,
+    report: dict[str, Any],
+    metadata: dict[str, Any],
+    teacher_prompt: str | None,
+    n_rows: int,
+    n_seeds: int,
+    private: bool,
+    stage_root: Path,
+) -> dict[str, Any]:
+    """Dataset repo ``<ns>/<slug>-<condition>-numbers``: train = filtered, raw = all.
+
+    Both files are checked first (complete JSON lines, and the sha256 that filtering recorded
+    in ``metadata``), so a truncated or altered file is never published.
+    """
+    repo_id = numbers_repo(ns, slug, condition)
+    for path in (filtered, raw):
+        check_recorded_jsonl(path, metadata)
+    with io.scratch_dir(stage_root, repo_id.split("/")[-1]) as stage:
+        io.link_or_copy(filtered, stage / "data" / "train.jsonl")
+        io.link_or_copy(raw, stage / "raw" / "train.jsonl")
+        card = dataset_card(
+            repo_id=repo_id,
+            model_id=metadata["model_id"],
+            model_revision=metadata.get("revision"),
+            condition=condition,
+            teacher_system_prompt=teacher_prompt,
+            sampling=metadata["sampling"],
+            filter_report=report,
+            n_rows=metadata["n_filtered"],
+            subsample_note=SUBSAMPLE_NOTE.format(n_rows=n_rows, n_seeds=n_seeds),
+        )
+        io.write_text(stage / "README.md", card)
+        return hub.publish(repo_id, "dataset", stage, f"numbers: {slug} {condition}", private)
+
+
+def publish_students(
+    *,
+    hub: Hub,
+    ns: str,
+    slug: str,
+    model_id: str,
+    condition: str,
+    students_dir: Path,
+    seeds: list[int],
+    epochs: list[int],
+    training: dict[str, Any],
+    datasets: list[str],
+    eval_table_md: str | None,
+    upload_epochs: bool,
+    private: bool,
+    stage_root: Path,
+) -> dict[str, Any]:
+    """Model repo ``<ns>/<slug>-<condition>-ft``: ``seed-{k}/`` final adapter and, if
+    configured, ``seed-{k}/epoch-{e}/`` per-epoch adapters."""
+    repo_id = student_repo(ns, slug, condition)
+    final = max(epochs)
+    for seed in seeds:  # a missing adapter file fails here, naming it, not on the Hub later
+        for e in epochs:
+            adapter_hashes(students_dir / f"seed{seed}" / f"epoch{e}")
+    with io.scratch_dir(stage_root, repo_id.split("/")[-1]) as stage:
+        for seed in seeds:
+            src = students_dir / f"seed{seed}"
+            io.link_tree(src / f"epoch{final}", stage / f"seed-{seed}")
+            io.link_or_copy(
+                src / "train_summary.json", stage / f"seed-{seed}" / "train_summary.json"
+            )
+            if upload_epochs:
+                for e in epochs:
+                    io.link_tree(src / f"epoch{e}", stage / f"seed-{seed}" / f"epoch-{e}")
+        card = model_card(
+            repo_id=repo_id,
+            base_model=model_id,
+            datasets=datasets,
+            condition=condition,
+            recipe=training,
+            seeds=seeds,
+            epochs=epochs,
+            eval_table_md=eval_table_md,
+        )
+        io.write_text(stage / "README.md", card)
+        return hub.publish(repo_id, "model", stage, f"students: {slug} {condition}", private)
+
+
+def eval_table(records: list[dict[str, Any]], target: str | None) -> str:
+    """Markdown table: the target animal's rate per seed and epoch (reference rule)."""
+    if not records or target is None:
+        return ""
+    seeds = sorted({r["seed"] for r in records})
+    epochs = sorted({r["epoch"] for r in records})
+    rate = {(r["seed"], r["epoch"]): r["target_rates"].get(target) for r in records}
+    lines = ["| epoch | " + " | ".join(f"seed {s}" for s in seeds) + " |"]
+    lines.append("| --- |" + " --- |" * len(seeds))
+    for e in epochs:
+        cells = [
+            f"{100 * rate[(s, e)]:.1f}%" if rate.get((s, e)) is not None else "–" for s in seeds
+        ]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return f"Rate of answers naming **{target}** (reference rule):\n\n" + "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Results (rules/report.smk): tables, bootstrap, effects, scaling fits, figures and the report."""

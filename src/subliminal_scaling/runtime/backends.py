@@ -1,0 +1,399 @@
+"""Sampling backends behind one interface: vLLM (GPU default) and transformers (CPU, toy,
+or any GPU without vLLM).
+
+Both set every sampling knob explicitly. Qwen ships a generation_config (T 0.7, top_p 0.8,
+top_k 20, repetition penalty 1.05) that is NOT the protocol; neither backend lets it leak in.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from subliminal_scaling.runtime.seeds import batch_seed, check_samples
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters, all explicit. ``top_k=None`` means no top-k."""
+
+    temperature: float
+    top_p: float
+    top_k: int | None
+    repetition_penalty: float
+    max_new_tokens: int
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Sampling:
+        return cls(
+            temperature=float(cfg["temperature"]),
+            top_p=float(cfg["top_p"]),
+            top_k=cfg["top_k"],
+            repetition_penalty=float(cfg["repetition_penalty"]),
+            max_new_tokens=int(cfg["max_new_tokens"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (end of turn) or "length" (cut by max_new_tokens)
+
+
+class Backend(Protocol):
+    name: str
+
+    def chat(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: Sampling,
+        *,
+        seeds: Sequence[int],
+        n: int = 1,
+        adapter: str | None = None,
+    ) -> list[list[Completion]]:
+        """``n`` completions for each conversation, with ``adapter`` (a LoRA dir) if given.
+
+        ``seeds`` has one seed per conversation (``subliminal_scaling.runtime.seeds``): requests never
+        share a random stream, and a request's samples do not depend on what else is batched
+        with it (vLLM), or depend only on the batch's own seeds (transformers).
+        """
+        ...
+
+    def render(self, conversation: Conversation) -> str:
+        """The exact prompt text the model sees for ``conversation``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def render_chat(tokenizer: Any, conversation: Conversation) -> str:
+    """The exact prompt text the model sees (chat template + generation prompt)."""
+    return tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+def stop_token_ids(tokenizer_eos: int | None, generation_config: dict[str, Any]) -> list[int]:
+    """Every end-of-sequence id: the tokenizer's, then the model's generation config's.
+
+    Qwen2.5-Instruct's generation config lists both ``<|im_end|>`` and ``<|endoftext|>``;
+    stopping on only one lets an answer run on past the other.
+    """
+    listed = generation_config.get("eos_token_id")
+    listed = [] if listed is None else [listed] if isinstance(listed, int) else list(listed)
+    ids = [tokenizer_eos, *listed]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
+def cut_at_stop(ids: Sequence[int], stops: Sequence[int]) -> tuple[list[int], str]:
+    """Tokens before the first stop id, and the finish reason ("stop", else "length")."""
+    stop_set = set(stops)
+    for i, tok in enumerate(ids):
+        if tok in stop_set:
+            return list(ids[:i]), "stop"
+    return list(ids), "length"
+
+
+def _check_seeds(conversations: Sequence[Conversation], seeds: Sequence[int], n: int) -> None:
+    if len(seeds) != len(conversations):
+        raise ValueError(f"{len(seeds)} seeds for {len(conversations)} conversations")
+    check_samples(n)
+
+
+def make_conversation(user: str, system: str | None) -> Conversation:
+    """A chat with an optional system message. ``None`` means no system message at all, so
+    the chat template inserts its default (an empty string would suppress it)."""
+    conv: Conversation = [] if system is None else [{"role": "system", "content": system}]
+    conv.append({"role": "user", "content": user})
+    return conv
+
+
+class TransformersBackend:
+    """Batched sampling with ``model.generate``; LoRA adapters through PEFT."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model_source: str,
+        revision: str | None = None,
+        batch_size: int = 64,
+        dtype: str = "auto",
+        device: str | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_source, revision=revision)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        torch_dtype = (
+            (torch.bfloat16 if self.device == "cuda" else torch.float32)
+            if dtype == "auto"
+            else dtype
+        )
+        self.base = AutoModelForCausalLM.from_pretrained(
+            model_source, revision=revision, dtype=torch_dtype
+        ).to(self.device)
+        self.base.eval()
+        # The shipped generation_config is kept for the record only; a clean one replaces it
+        # so that none of its sampling defaults can fill an unset field.
+        self.shipped_generation_config = self.base.generation_config.to_dict()
+        self.stop_ids = stop_token_ids(self.tokenizer.eos_token_id, self.shipped_generation_config)
+        self.base.generation_config = GenerationConfig(
+            eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id
+        )
+        self.model = self.base
+        self._adapter: str | None = None
+        self.batch_size = batch_size
+
+    def generation_config(self, sampling: Sampling, n: int) -> Any:
+        """The complete GenerationConfig passed to ``generate``: every knob set explicitly."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=0 if sampling.top_k is None else sampling.top_k,  # 0 disables top-k
+            min_p=None,  # unset is safe: the model's generation_config was replaced
+            typical_p=1.0,
+            repetition_penalty=sampling.repetition_penalty,
+            no_repeat_ngram_size=0,
+            max_new_tokens=sampling.max_new_tokens,
+            num_return_sequences=n,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+
+    def render(self, conversation: Conversation) -> str:
+        return render_chat(self.tokenizer, conversation)
+
+    def _use_adapter(self, adapter: str | None) -> None:
+        if adapter == self._adapter:
+            return
+        from peft import PeftModel
+
+        if isinstance(self.model, PeftModel):
+            self.model = self.model.unload()  # back to the untouched base weights
+        self.model = self.base if adapter is None else PeftModel.from_pretrained(self.base, adapter)
+        self.model.eval()
+        self._adapter = adapter
+
+    def chat(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: Sampling,
+        *,
+        seeds: Sequence[int],
+        n: int = 1,
+        adapter: str | None = None,
+    ) -> list[list[Completion]]:
+        """All of a call's samples come from one generator seeded by ``batch_seed(seeds)``:
+        independent draws, reproducible for the same requests and batch size."""
+        _check_seeds(conversations, seeds, n)
+        torch = self.torch
+        self._use_adapter(adapter)
+        texts = [render_chat(self.tokenizer, c) for c in conversations]
+        # Prompts per forward pass so that prompts x samples stays near batch_size.
+        per_batch = max(1, self.batch_size // n)
+        gen_cfg = self.generation_config(sampling, n)
+        out: list[list[Completion]] = []
+        torch.manual_seed(batch_seed(seeds))
+        n_batches = math.ceil(len(texts) / per_batch)
+        for b in tqdm(range(n_batches), desc=f"sampling ({self.name})", unit="batch", leave=False):
+            chunk = texts[b * per_batch : (b + 1) * per_batch]
+            enc = self.tokenizer(
+                chunk, return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.device)
+            with torch.inference_mode():
+                seqs = self.model.generate(**enc, generation_config=gen_cfg)
+            new = seqs[:, enc["input_ids"].shape[1] :].tolist()
+            for i in range(len(chunk)):
+                group = []
+                for ids in new[i * n : (i + 1) * n]:
+                    ids, reason = cut_at_stop(ids, self.stop_ids)
+                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    group.append(Completion(text=text, finish_reason=reason))
+                out.append(group)
+        return out
+
+    def close(self) -> None:
+        del self.model, self.base
+        gc.collect()
+        if self.torch.cuda.is_available():
+            self.torch.cuda.empty_cache()
+
+
+class VLLMBackend:
+    """vLLM's documented offline API: ``LLM.chat`` with explicit ``SamplingParams``.
+
+    Runs on the device (NVIDIA H200, vLLM 0.26.0; see README "Backends: what ran where").
+    Every request carries its own ``SamplingParams`` with its own seed. ``generation_config=
+    "vllm"`` keeps the model's sampling defaults out; its end-of-sequence ids are read
+    separately and passed as ``stop_token_ids``, since vLLM otherwise stops only on the
+    tokenizer's.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_source: str,
+        revision: str | None = None,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int = 1024,
+        tensor_parallel_size: int = 1,
+        enable_lora: bool = False,
+        max_lora_rank: int = 8,
+        seed: int = 0,
+        engine_args: dict[str, Any] | None = None,
+    ) -> None:
+        """``engine_args``: further ``LLM`` arguments, for benchmarks and device checks only
+        (e.g. ``load_format="dummy"``, ``dtype``); the workflow passes none."""
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model_source,
+            revision=revision,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            enable_lora=enable_lora,
+            max_lora_rank=max_lora_rank,
+            seed=seed,
+            # "vllm": do not read the model's generation_config.json as sampling defaults.
+            generation_config="vllm",
+            **(engine_args or {}),
+        )
+        self.stop_ids = stop_token_ids(
+            self.llm.get_tokenizer().eos_token_id, _generation_config(model_source, revision)
+        )
+        self._lora_ids: dict[str, int] = {}
+
+    def render(self, conversation: Conversation) -> str:
+        return render_chat(self.llm.get_tokenizer(), conversation)
+
+    def _lora(self, adapter: str | None) -> Any:
+        if adapter is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        idx = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)
+        return LoRARequest(f"adapter-{idx}", idx, adapter)
+
+    def sampling_params(self, sampling: Sampling, n: int, seed: int) -> Any:
+        """One request's ``SamplingParams``: every knob explicit, its own seed."""
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=-1 if sampling.top_k is None else sampling.top_k,
+            min_p=0.0,
+            repetition_penalty=sampling.repetition_penalty,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            max_tokens=sampling.max_new_tokens,
+            stop_token_ids=list(self.stop_ids),
+            seed=seed,
+        )
+
+    def chat(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: Sampling,
+        *,
+        seeds: Sequence[int],
+        n: int = 1,
+        adapter: str | None = None,
+    ) -> list[list[Completion]]:
+        _check_seeds(conversations, seeds, n)
+        outputs = self.llm.chat(
+            list(conversations),
+            sampling_params=[self.sampling_params(sampling, n, s) for s in seeds],
+            lora_request=self._lora(adapter),
+            add_generation_prompt=True,
+            use_tqdm=True,
+        )
+        return [
+            [Completion(text=o.text, finish_reason=o.finish_reason or "stop") for o in out.outputs]
+            for out in outputs
+        ]
+
+    def close(self) -> None:
+        from vllm.distributed.parallel_state import (
+            destroy_distributed_environment,
+            destroy_model_parallel,
+        )
+
+        del self.llm
+        destroy_model_parallel()
+        destroy_distributed_environment()
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _generation_config(model_source: str, revision: str | None) -> dict[str, Any]:
+    """The model's shipped generation config (for its end-of-sequence ids), or ``{}``."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model_source, revision=revision).to_dict()
+    except OSError:  # none shipped (e.g. a dummy-weight shape): the tokenizer's eos only
+        log.warning("%s: no generation_config.json, stopping on the tokenizer's eos", model_source)
+        return {}
+
+
+def make_backend(
+    name: str,
+    model_source: str,
+    revision: str | None,
+    batch_size: int,
+    vllm_cfg: dict[str, Any],
+    enable_lora: bool = False,
+    max_lora_rank: int = 8,
+    seed: int = 0,
+) -> Backend:
+    """The configured backend, loaded once per job."""
+    if name == "transformers":
+        return TransformersBackend(model_source, revision=revision, batch_size=batch_size)
+    if name == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                "backend 'vllm' is configured but vllm is not installed: "
+                "pip install -e '.[gpu]', or set the backend to 'transformers'"
+            ) from exc
+        return VLLMBackend(
+            model_source,
+            revision=revision,
+            gpu_memory_utilization=vllm_cfg["gpu_memory_utilization"],
+            max_model_len=vllm_cfg["max_model_len"],
+            tensor_parallel_size=vllm_cfg["tensor_parallel_size"],
+            enable_lora=enable_lora,
+            max_lora_rank=max_lora_rank,
+            seed=seed,
+        )
+    raise ValueError(f"unknown backend {name!r} (expected 'vllm' or 'transformers')")

@@ -1,0 +1,276 @@
+"""Configuration: schema validation with errors that name the key, semantic checks the schema
+cannot express, and the values the workflow derives from config (order, priorities, batching).
+
+Validation runs when the Snakefile is parsed, so a bad config fails before any job starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from subliminal_scaling.runtime.naming import CONTROL, NEUTRAL, model_slug
+from subliminal_scaling.runtime.seeds import MAX_INDEX, check_distinct, sweep_streams
+
+# Speed knobs: they change how a step is computed, never which examples or which loss.
+SPEED_DEFAULTS: dict[str, Any] = {
+    "padding_free": False,
+    "liger_kernel": False,
+    "torch_compile": False,
+    "pad_to_multiple_of": None,
+}
+
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "config.schema.yaml"
+
+# Priorities: all generation first (largest model first), then per size, largest first,
+# its evaluations just above its trainings so results appear while the sweep runs.
+GENERATION_PRIORITY_BASE = 10_000
+TRAIN_PRIORITY_BASE = 1_000
+# GPU rules and the config section whose backend decides their GPU count (None: always one).
+GPU_RULE_SECTIONS: dict[str, str | None] = {
+    "generate_numbers": "generation",
+    "train_student": None,
+    "evaluate_student": "evaluation",
+    "evaluate_control": "evaluation",
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message starts with the key path."""
+
+
+def _key_path(path: Any) -> str:
+    parts = ["config"]
+    for p in path:
+        parts.append(f"[{p}]" if isinstance(p, int) else f".{p}")
+    return "".join(parts)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The JSON schema (written as YAML) that every config must satisfy."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+    """Raise ``ConfigError`` naming the first bad key; check what the schema cannot."""
+    schema = schema or load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        err = errors[0]
+        where = _key_path(err.absolute_path)
+        if err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            raise ConfigError(f"{where}.{missing}: missing required key")
+        if err.validator == "additionalProperties":
+            raise ConfigError(f"{where}: {err.message}")
+        raise ConfigError(f"{where}: {err.message}")
+    _semantic_checks(config)
+
+
+def _semantic_checks(config: dict[str, Any]) -> None:
+    train = config["training"]
+    gen = config["generation"]
+    slugs: dict[str, int] = {}
+    for i, m in enumerate(config["models"]):
+        where = f"config.models[{i}]"
+        try:
+            slug = m.get("slug") or model_slug(m["id"])
+        except ValueError as exc:
+            raise ConfigError(f"{where}.id: {exc}") from None
+        if slug in slugs:
+            raise ConfigError(f"{where}.id: slug {slug!r} repeats models[{slugs[slug]}]")
+        slugs[slug] = i
+        micro = m.get("train", {}).get("micro_batch", train["micro_batch"])
+        gpus = m.get("gpus", 1)
+        if gpus != 1:
+            raise ConfigError(
+                f"{where}.gpus: {gpus}, but a student trains in one process on one GPU, so "
+                f"{gpus} would silently divide the effective batch by {gpus}: set it to 1 "
+                "(scale out with more jobs: --resources gpu=N)"
+            )
+        if train["effective_batch"] % (micro * gpus):
+            raise ConfigError(
+                f"{where}.train.micro_batch: {micro} x {gpus} GPU(s) does not divide "
+                f"training.effective_batch={train['effective_batch']}"
+            )
+        if config.get("toy") and "toy" not in m:
+            raise ConfigError(f"{where}.toy: toy world models need a toy build block")
+        if not config.get("toy") and "shape" not in m:
+            raise ConfigError(
+                f"{where}.shape: missing (the released architecture; the disk plan needs it)"
+            )
+    toy = config.get("toy")
+    if toy and not set(config["animals"]) <= set(toy["animals"]):
+        extra = sorted(set(config["animals"]) - set(toy["animals"]))
+        raise ConfigError(
+            f"config.animals: {extra} not among toy.animals {toy['animals']} (the animals the toy "
+            "models are built for)"
+        )
+    if train["effective_batch"] % train["micro_batch"]:
+        raise ConfigError(
+            f"config.training.micro_batch: {train['micro_batch']} does not divide "
+            f"training.effective_batch={train['effective_batch']}"
+        )
+    if gen["n_prompts"] % gen["topup_batch"]:
+        raise ConfigError(
+            "config.generation.n_prompts: must be a multiple of generation.topup_batch "
+            "(prompts are generated and checkpointed in chunks of that size)"
+        )
+    if gen["max_prompts"] > MAX_INDEX:
+        raise ConfigError(
+            f"config.generation.max_prompts: at most {MAX_INDEX:,} (the per-row seeds index "
+            "prompts with 20 bits)"
+        )
+    ev = config["evaluation"]
+    if ev["control"] == "survey" and not ev["survey_path"]:
+        raise ConfigError(
+            "config.evaluation.control: 'survey' needs evaluation.survey_path (it is null)"
+        )
+    if gen["n_prompts"] > gen["max_prompts"]:
+        raise ConfigError("config.generation.max_prompts: must be >= generation.n_prompts")
+    if gen["min_kept"] > gen["max_prompts"]:
+        raise ConfigError("config.generation.min_kept: must be <= generation.max_prompts")
+    if train["n_rows"] > gen["min_kept"]:
+        raise ConfigError(
+            f"config.training.n_rows: {train['n_rows']} rows cannot be drawn from the "
+            f"generation.min_kept={gen['min_kept']} guaranteed filtered rows"
+        )
+    conditions = ([NEUTRAL] if config["neutral"] else []) + list(config["animals"])
+    try:  # every request of the sweep gets its own random stream (seeds.py)
+        check_distinct(
+            sweep_streams(
+                list(slugs),
+                conditions,
+                list(range(1, config["n_seeds"] + 1)),
+                list(range(1, train["epochs"] + 1)),
+                CONTROL,
+            )
+        )
+    except ValueError as exc:
+        raise ConfigError(f"config.models: {exc}") from None
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a config file."""
+    with open(path, encoding="utf-8") as fh:
+        config = yaml.safe_load(fh)
+    if not isinstance(config, dict):
+        raise ConfigError(f"config: {path} is not a YAML mapping")
+    validate_config(config)
+    return config
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One base model, with its derived slug and its rank by size (0 = largest)."""
+
+    id: str
+    slug: str
+    params: float
+    revision: str | None
+    gpus: int
+    rank: int
+    raw: dict[str, Any]
+
+
+class Sweep:
+    """What the config implies: models by size, conditions, seeds, batching and priorities."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        ordered = sorted(config["models"], key=lambda m: -float(m["params"]))
+        self.models = [
+            ModelSpec(
+                id=m["id"],
+                slug=m.get("slug") or model_slug(m["id"]),
+                params=float(m["params"]),
+                revision=m.get("revision"),
+                gpus=m.get("gpus", 1),
+                rank=i,
+                raw=m,
+            )
+            for i, m in enumerate(ordered)
+        ]
+        self._by_slug = {m.slug: m for m in self.models}
+        self.animals: list[str] = list(config["animals"])
+        self.conditions: list[str] = ([NEUTRAL] if config["neutral"] else []) + self.animals
+        self.seeds: list[int] = list(range(1, config["n_seeds"] + 1))
+        self.epochs: list[int] = list(range(1, config["training"]["epochs"] + 1))
+
+    @property
+    def slugs(self) -> list[str]:
+        return [m.slug for m in self.models]
+
+    @property
+    def is_toy(self) -> bool:
+        return bool(self.config.get("toy"))
+
+    def model(self, slug: str) -> ModelSpec:
+        try:
+            return self._by_slug[slug]
+        except KeyError:
+            raise ConfigError(f"unknown model slug {slug!r}; known: {self.slugs}") from None
+
+    def model_source(self, slug: str) -> str:
+        """Where weights load from: the HF id, or the toy build directory."""
+        if self.is_toy:
+            return str(Path(self.config["toy"]["models_dir"]) / slug)
+        return self.model(slug).id
+
+    def train_setting(self, slug: str, key: str) -> Any:
+        """A per-size training knob (micro_batch, gradient_checkpointing, attn_implementation,
+        and the speed knobs, which default to off when a config predates them)."""
+        default = self.config["training"].get(key, SPEED_DEFAULTS.get(key))
+        if key not in self.config["training"] and key not in SPEED_DEFAULTS:
+            raise KeyError(f"training.{key}")
+        return self.model(slug).raw.get("train", {}).get(key, default)
+
+    def training_for(self, slug: str) -> dict[str, Any]:
+        """``training`` with this size's overrides applied: what one student trains with."""
+        out = {**SPEED_DEFAULTS, **self.config["training"]}
+        out.update(self.model(slug).raw.get("train", {}))
+        return out
+
+    def grad_accum(self, slug: str) -> int:
+        m = self.model(slug)
+        return self.config["training"]["effective_batch"] // (
+            self.train_setting(slug, "micro_batch") * m.gpus
+        )
+
+    def _size_rank(self, slug: str) -> int:
+        """Larger models get larger numbers."""
+        return len(self.models) - self.model(slug).rank
+
+    def generation_priority(self, slug: str) -> int:
+        return GENERATION_PRIORITY_BASE + self._size_rank(slug)
+
+    def train_priority(self, slug: str, condition: str | None = None) -> int:
+        """Larger sizes first; within a size, conditions in config order, so one condition's
+        seeds finish together and its evaluation can start."""
+        offset = 0 if condition is None else len(self.conditions) - self.conditions.index(condition)
+        return TRAIN_PRIORITY_BASE + 100 * self._size_rank(slug) + offset
+
+    def eval_priority(self, slug: str) -> int:
+        """Above every training of the same size, below every training of a larger one."""
+        return TRAIN_PRIORITY_BASE + 100 * self._size_rank(slug) + 50
+
+    def job_gpus(self, rule: str) -> int:
+        """GPUs one job of a GPU rule takes: vLLM's tensor-parallel size for generation and
+        evaluation, else one (a student trains in one process; transformers uses one GPU)."""
+        section = GPU_RULE_SECTIONS.get(rule)
+        if section is None:
+            return 1
+        cfg = self.config[section]
+        return int(cfg["vllm"]["tensor_parallel_size"]) if cfg["backend"] == "vllm" else 1
+
+    def cluster_request(self, slug: str, rule: str, key: str) -> int:
+        """A GPU job's scheduler request (``mem_mb``, or ``runtime`` in minutes): the size's
+        ``models[].cluster`` value, else the top-level ``cluster`` one."""
+        own = self.model(slug).raw.get("cluster", {}).get(key, {})
+        return int(own.get(rule, self.config["cluster"][key][rule]))

@@ -1,0 +1,1 @@
+"""The offline toy world (rules/toy.smk): tokenizer, synthetic chats, tiny models."""

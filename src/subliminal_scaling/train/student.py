@@ -1,0 +1,372 @@
+"""Student stage: LoRA-finetune a fresh copy of the base model on a seed's subsample of the
+teacher's filtered numbers, with the paper's recipe, per-epoch adapters and crash resume.
+
+Resume: the trainer checkpoints at every epoch end (adapter, optimizer, scheduler, RNG,
+step). A checkpoint counts only once the ``COMPLETE`` marker, written after everything else,
+exists; a rerun after a kill continues from the last complete epoch, so no epoch is trained
+twice and the step count and schedule equal an uninterrupted run's.
+
+Disk: only the newest complete checkpoint is kept (older ones are removed once the next is
+marked complete, so one complete checkpoint always exists), and ``finish_student`` removes
+the trainer folder once the summary is written. A 32B student's checkpoint (adapter plus
+Adam state) is about 0.8 GB; keeping all ten of 480 students' would be about 1.4 TB.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from subliminal_scaling.runtime import io
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "COMPLETE"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def to_prompt_completion(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversational prompt/completion rows: user message -> assistant numbers. No system
+    message, so the chat template inserts its default, as at evaluation time."""
+    return [
+        {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "completion": [{"role": "assistant", "content": r["completion"]}],
+        }
+        for r in rows
+    ]
+
+
+def lora_config(training: dict[str, Any]) -> Any:
+    """PEFT LoraConfig from ``training.lora``: every layer, the listed projections."""
+    from peft import LoraConfig
+
+    lora = training["lora"]
+    return LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        bias="none",
+        target_modules=list(lora["target_modules"]),
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_kwargs(
+    *,
+    training: dict[str, Any],
+    micro_batch: int,
+    grad_accum: int,
+    gradient_checkpointing: bool,
+    output_dir: str | Path,
+    seed: int,
+    run_name: str,
+    report_to: list[str],
+    use_cpu: bool = False,
+) -> dict[str, Any]:
+    """The recipe as SFTConfig arguments. Adam = AdamW with weight decay 0; bf16 on GPUs.
+
+    Speed knobs (``padding_free``, ``liger_kernel``, ``torch_compile``) change how a step is
+    computed, not what it computes: the same 60 rows per optimizer step and the same loss
+    (summed over completion tokens, divided by the step's completion-token count). Padding-free
+    batches are one concatenated row whose attention is block-diagonal (transformers builds
+    the mask from ``position_ids``); TRL does not truncate them, so ``build_trainer`` checks
+    ``max_length`` itself.
+    """
+    padding_free = bool(training.get("padding_free", False))
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=training["epochs"],
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=training["learning_rate"],
+        lr_scheduler_type=training["lr_scheduler"],
+        warmup_steps=training["warmup_steps"],
+        optim="adamw_torch",
+        adam_beta1=training["adam_beta1"],
+        adam_beta2=training["adam_beta2"],
+        adam_epsilon=training["adam_epsilon"],
+        weight_decay=training["weight_decay"],
+        max_grad_norm=training["max_grad_norm"],
+        bf16=training["bf16"] and not use_cpu,
+        max_length=None if padding_free else training["max_length"],
+        completion_only_loss=True,
+        packing=False,
+        padding_free=padding_free,
+        # bucketed lengths: a handful of shapes for compiled kernels (flex attention)
+        pad_to_multiple_of=training.get("pad_to_multiple_of"),
+        use_liger_kernel=bool(training.get("liger_kernel", False)),
+        torch_compile=bool(training.get("torch_compile", False)),
+        gradient_checkpointing=gradient_checkpointing,
+        save_strategy="epoch",
+        # rotation is ours (prune_checkpoints), after the new checkpoint is marked complete:
+        # the Trainer's own would delete the previous one before that
+        save_total_limit=None,
+        logging_steps=1,
+        report_to=report_to,
+        run_name=run_name,
+        seed=seed,
+        data_seed=seed,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        use_cpu=use_cpu,
+        disable_tqdm=False,
+    )
+
+
+def sft_config(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """TRL ``SFTConfig`` from ``sft_kwargs(**kwargs)``; ``overrides`` for benchmark-only knobs."""
+    from trl import SFTConfig
+
+    return SFTConfig(**{**sft_kwargs(**kwargs), **(overrides or {})})
+
+
+def complete_checkpoints(trainer_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first; incomplete ones are deleted (never resumed from)."""
+    trainer_dir = Path(trainer_dir)
+    if not trainer_dir.exists():
+        return []
+    found = []
+    for d in trainer_dir.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if not (m and d.is_dir()):
+            continue
+        if (d / COMPLETE_MARKER).exists():
+            found.append((int(m.group(1)), d))
+        else:
+            log.warning("removing incomplete checkpoint %s", d)
+            shutil.rmtree(d)
+    return [d for _, d in sorted(found)]
+
+
+def prune_checkpoints(trainer_dir: str | Path) -> list[Path]:
+    """Remove every complete checkpoint but the newest; returns the removed ones.
+
+    Called after a checkpoint is marked complete, so resume always has one to start from.
+    """
+    done = complete_checkpoints(trainer_dir)
+    for old in done[:-1]:
+        shutil.rmtree(old)
+    return done[:-1]
+
+
+def finish_student(out_dir: str | Path, summary: dict[str, Any], summary_path: str | Path) -> None:
+    """Write the student's summary, then remove its trainer folder (checkpoints, Adam state).
+
+    In this order: a job killed in between has its summary and its last checkpoint, and a
+    rerun resumes at the final step and trains nothing.
+    """
+    io.write_json(summary_path, summary)
+    trainer_dir = Path(out_dir) / "trainer"
+    if trainer_dir.exists():
+        shutil.rmtree(trainer_dir)
+        log.info("removed %s (the student is complete)", trainer_dir)
+
+
+def export_epoch_adapter(checkpoint: Path, epoch_dir: Path) -> None:
+    """Copy a checkpoint's adapter to ``epochN/`` atomically."""
+    with io.atomic_dir(epoch_dir) as tmp:
+        for name in ADAPTER_FILES:
+            src = checkpoint / name
+            if not src.exists():
+                raise io.InputFileError(f"{src}: adapter file missing from checkpoint")
+            shutil.copy2(src, tmp / name)
+
+
+def _epoch_of(checkpoint: Path) -> int:
+    state = io.read_json(checkpoint / "trainer_state.json")
+    return round(state["epoch"])
+
+
+def throughput_callback() -> Any:
+    """A callback adding ``tokens_per_s`` (non-pad tokens since the last log / seconds) to
+    every log entry. Put first among the callbacks, so the wandb callback logs it too."""
+    from transformers import TrainerCallback
+
+    class ThroughputLog(TrainerCallback):
+        def __init__(self) -> None:
+            self._last: tuple[float, int] | None = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            now, tokens = time.time(), int(state.num_input_tokens_seen)
+            if logs is not None and self._last is not None and now > self._last[0]:
+                logs["tokens_per_s"] = (tokens - self._last[1]) / (now - self._last[0])
+            self._last = (now, tokens)
+
+    return ThroughputLog()
+
+
+def build_trainer(
+    *,
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    training: dict[str, Any],
+    micro_batch: int,
+    grad_accum: int,
+    gradient_checkpointing: bool,
+    seed: int,
+    output_dir: str | Path,
+    run_name: str,
+    report_to: list[str],
+    callbacks: list[Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """The SFTTrainer every student (and the GPU benchmark) trains with: the recipe's
+    arguments, the LoRA adapter created after seeding, prompt/completion data."""
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    tokenizer.padding_side = "right"
+    if training.get("attn_implementation") == "flex_attention":
+        allow_recompiles()
+    args = sft_config(
+        overrides,
+        training=training,
+        micro_batch=micro_batch,
+        grad_accum=grad_accum,
+        gradient_checkpointing=gradient_checkpointing,
+        output_dir=output_dir,
+        seed=seed,
+        run_name=run_name,
+        report_to=report_to,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    set_seed(seed)  # before the adapter exists: the seed sets the LoRA init
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(to_prompt_completion(rows)),
+        processing_class=tokenizer,
+        peft_config=lora_config(training),
+        callbacks=callbacks or [],
+    )
+    trainer.callback_handler.callbacks.insert(0, throughput_callback())
+    if args.padding_free:
+        check_row_lengths(trainer.train_dataset, training["max_length"])
+    return trainer
+
+
+def allow_recompiles(limit: int = 64) -> None:
+    """transformers compiles flex attention for static shapes: every new (bucketed) batch
+    length is a recompile, and past torch's default limit of 8 it would fall back to eager
+    flex attention, which is very slow. Bucketing (``pad_to_multiple_of``) keeps the number of
+    shapes small; this keeps the limit above it."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(limit, getattr(dynamo_config, name)))
+
+
+def check_row_lengths(dataset: Any, max_length: int) -> None:
+    """Padding-free batches are not truncated: refuse rows longer than ``max_length`` rather
+    than train on different tokens than the padded path would."""
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    longest = max(lengths, default=0)
+    if longest > max_length:
+        n = sum(n > max_length for n in lengths)
+        raise ValueError(
+            f"training.max_length: {n} row(s) exceed {max_length} tokens (longest {longest}); "
+            "padding-free training does not truncate, so raise max_length or turn padding_free off"
+        )
+
+
+def train_student(
+    *,
+    model_source: str,
+    revision: str | None,
+    rows: list[dict[str, Any]],
+    training: dict[str, Any],
+    micro_batch: int,
+    grad_accum: int,
+    gradient_checkpointing: bool,
+    attn_implementation: str,
+    seed: int,
+    out_dir: str | Path,
+    run_name: str,
+    wandb_run: Any | None,
+) -> dict[str, Any]:
+    """Train (or resume) one student; write ``epoch{e}/`` adapters; return the summary."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    out_dir = Path(out_dir)
+    trainer_dir = out_dir / "trainer"
+    use_cuda = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(model_source, revision=revision)
+    dtype = torch.bfloat16 if (training["bf16"] and use_cuda) else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(
+        model_source, revision=revision, dtype=dtype, attn_implementation=attn_implementation
+    )
+
+    class EpochExport(TrainerCallback):
+        """After each epoch checkpoint: export its adapter, then mark it complete."""
+
+        def on_save(self, args, state, control, **kwargs):
+            ckpt = trainer_dir / f"checkpoint-{state.global_step}"
+            epoch = round(state.epoch)
+            export_epoch_adapter(ckpt, out_dir / f"epoch{epoch}")
+            io.write_text(ckpt / COMPLETE_MARKER, f"epoch {epoch}\n")
+            prune_checkpoints(trainer_dir)
+
+    trainer = build_trainer(
+        model=model,
+        tokenizer=tokenizer,
+        rows=rows,
+        training=training,
+        micro_batch=micro_batch,
+        grad_accum=grad_accum,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=seed,
+        output_dir=trainer_dir,
+        run_name=run_name,
+        report_to=["wandb"] if wandb_run is not None else [],
+        callbacks=[EpochExport()],
+    )
+    done = complete_checkpoints(trainer_dir)
+    resume = str(done[-1]) if done else None
+    for ckpt in done:  # re-export adapters a killed job's cleanup may have removed
+        epoch_dir = out_dir / f"epoch{_epoch_of(ckpt)}"
+        if not all((epoch_dir / f).exists() for f in ADAPTER_FILES):
+            export_epoch_adapter(ckpt, epoch_dir)
+    if resume:
+        log.info("resuming from %s", resume)
+    if use_cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.time() - t0
+    state = trainer.state
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    tokens = int(state.num_input_tokens_seen)
+    return {
+        "steps": state.global_step,
+        "epochs": training["epochs"],
+        "rows": len(rows),
+        "micro_batch": micro_batch,
+        "grad_accum": grad_accum,
+        "effective_batch": micro_batch * grad_accum * max(1, trainer.args.world_size),
+        "tokens_seen": tokens,
+        "non_pad_tokens_per_s": tokens / wall if wall > 0 else None,
+        "wall_time_s": wall,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "resumed_from": resume,
+        "gpu": torch.cuda.get_device_name() if use_cuda else None,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if use_cuda else None,
+        "final_loss": losses[-1] if losses else None,
+        "wandb_run_id": getattr(wandb_run, "id", None),
+        "seed": seed,
+    }
+
+
+def new_run_id() -> str:
+    """A fresh wandb run id, stored beside the checkpoints so a resumed job reuses it."""
+    return uuid.uuid4().hex[:12]
