@@ -144,7 +144,9 @@ def test_exhaustion_fails_after_the_timeout_with_one_clear_line(tmp_path):
     res = _claim_once(tmp_path, 1, 1.5, SUBLIMINAL_GPUS="1")
     assert res.returncode != 0 and time.monotonic() - t0 >= 1.5
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("subliminal_scaling.runtime.gpu_pool.GpuPoolError: no 1 free GPU(s) among 1")
+    assert last.startswith(
+        "subliminal_scaling.runtime.gpu_pool.GpuPoolError: no 1 free GPU(s) among 1"
+    )
     assert "after 1.5 s" in last and "--resources gpu=N should have prevented this" in last
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from subliminal_scaling.publish import local_hub as hub_mod
 from subliminal_scaling.publish.cards import dataset_card, model_card, size_category
 from subliminal_scaling.publish.hf_hub import HfHub
 from subliminal_scaling.publish.hub import (
@@ -22,7 +23,6 @@ from subliminal_scaling.publish.hub import (
 )
 from subliminal_scaling.publish.hub_config import make_hub
 from subliminal_scaling.publish.local_hub import LocalHub
-from subliminal_scaling.publish import local_hub as hub_mod
 from subliminal_scaling.runtime.io import sha256_file
 
 TOKEN = "hf_SECRETsecretSECRETsecret1234"

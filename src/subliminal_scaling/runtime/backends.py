@@ -68,9 +68,9 @@ class Backend(Protocol):
     ) -> list[list[Completion]]:
         """``n`` completions for each conversation, with ``adapter`` (a LoRA dir) if given.
 
-        ``seeds`` has one seed per conversation (``subliminal_scaling.runtime.seeds``): requests never
-        share a random stream, and a request's samples do not depend on what else is batched
-        with it (vLLM), or depend only on the batch's own seeds (transformers).
+        ``seeds`` has one seed per conversation (``runtime.seeds``): requests never share a
+        random stream, and a request's samples do not depend on what else is batched with it
+        (vLLM), or depend only on the batch's own seeds (transformers).
         """
         ...
 

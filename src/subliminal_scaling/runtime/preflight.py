@@ -139,7 +139,8 @@ def disk_checks(
         )
         detail = (
             f"{free / GB:.1f} GB free at {paths[where]}, the rest of the sweep needs "
-            f"{n / GB:.1f} GB ({what}; `python -m subliminal_scaling.planning.estimate --disk` itemises it)"
+            f"{n / GB:.1f} GB ({what}; `python -m subliminal_scaling.planning.estimate --disk` "
+            "itemises it)"
         )
         if free < n:
             detail += ": free space or point results/ (or HF_HOME) at a larger volume"
