@@ -257,7 +257,7 @@ def part_parity(args: argparse.Namespace) -> dict[str, Any]:
 def part_pilot(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
-    from subliminal_scaling.evaluate.evals import evaluate, evaluate_students
+    from subliminal_scaling.evaluate.evals import EvalSpec, EvalTarget, evaluate, evaluate_students
     from subliminal_scaling.generate.teacher import (
         filter_numbers,
         generate_numbers,
@@ -320,10 +320,12 @@ def part_pilot(args: argparse.Namespace) -> dict[str, Any]:
     keep = _KeepOpen(backend)
     timings = []
     t = time.perf_counter()
+    spec = EvalSpec.from_config(protocol, evaluation)
+    animals = ["cat", "dolphin", "eagle"]
     records = evaluate_students(
-        make_backend=lambda: keep, protocol=protocol, evaluation=evaluation, animals=["cat",
-        "dolphin", "eagle"], model=slug, model_id=model_dir, revision=None, condition="cat",
-        seeds=[1], epochs=[1, 2], students_dir=assets / "students" / "cat",
+        make_backend=lambda: keep, spec=spec, animals=animals, model=slug, model_id=model_dir,
+        revision=None, condition="cat", seeds=[1], epochs=[1, 2],
+        students_dir=assets / "students" / "cat",
         partial_dir=results / slug / "eval" / "cat" / ".partial",
     )  # fmt: skip
     timings.append(("students (2 evals)", time.perf_counter() - t, 2))
@@ -331,10 +333,8 @@ def part_pilot(args: argparse.Namespace) -> dict[str, Any]:
         io.write_json(results / slug / "eval" / "cat" / f"seed{s}" / f"epoch{e}.json.gz", rec)
     t = time.perf_counter()
     control = evaluate(
-        backend=keep, protocol=protocol, evaluation=evaluation, animals=["cat", "dolphin",
-        "eagle"], kind="control", model=slug, model_id=model_dir, condition="control",
-        seed=None, epoch=None, adapter=None,
-    )  # fmt: skip
+        backend=keep, spec=spec, target=EvalTarget.control(slug, model_dir), animals=animals
+    )
     timings.append(("control", time.perf_counter() - t, 1))
     io.write_json(results / slug / "eval" / "control" / "standard.json.gz", control)
     backend.close()
@@ -384,7 +384,7 @@ def _random_adapter(shape_dir: Path, out_dir: Path, lora: dict[str, Any]) -> Non
 def part_dummy(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
-    from subliminal_scaling.evaluate.evals import eval_plan, sample_answers
+    from subliminal_scaling.evaluate.evals import EvalSpec, sample_answers
     from subliminal_scaling.generate.prompts import sample_prompts
     from subliminal_scaling.protocol.access import teacher_system_prompt
     from subliminal_scaling.runtime.backends import Sampling, VLLMBackend, make_conversation
@@ -417,7 +417,8 @@ def part_dummy(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": time.perf_counter() - t,
         }
     ev_sampling = Sampling.from_config(real["evaluation"]["sampling"])
-    questions, n = eval_plan(protocol, real["evaluation"])
+    ev_spec = EvalSpec.from_config(protocol, real["evaluation"])
+    questions, n = ev_spec.questions, ev_spec.samples_per_question
     seeds = eval_seeds("x", "dolphin", 1, 1, range(len(questions)))
     runs = [("one shared seed (old)", None, [0] * len(questions), 1)]
     runs += [("no adapter", None, seeds, 1), ("LoRA adapter", str(adapter), seeds, 1)]
@@ -449,6 +450,7 @@ def part_liger(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     from subliminal_scaling.runtime import io
+    from subliminal_scaling.runtime.specs import StudentSpec
     from subliminal_scaling.train.student import train_student
 
     assets = Path(args.assets)
@@ -460,12 +462,13 @@ def part_liger(args: argparse.Namespace) -> dict[str, Any]:
                     "learning_rate": 3e-3}  # fmt: skip
         d = Path(args.work) / f"liger-{liger}"
         t = time.perf_counter()
-        summary = train_student(
-            model_source=str(assets / "model"), revision=None, rows=rows, training=training,
-            micro_batch=30, grad_accum=2, gradient_checkpointing=False,
-            attn_implementation=training["attn_implementation"], seed=1, out_dir=d,
-            run_name="liger", wandb_run=None,
+        spec = StudentSpec(
+            model="pilot", model_id="pilot", revision=None, source=str(assets / "model"),
+            params=1.0, training={**training, "micro_batch": 30, "gradient_checkpointing": False},
         )  # fmt: skip
+        summary = train_student(
+            spec=spec, rows=rows, seed=1, out_dir=d, run_name="liger", wandb_run=None
+        )
         state = io.read_json(
             sorted((d / "trainer").glob("checkpoint-*"))[-1] / "trainer_state.json"
         )

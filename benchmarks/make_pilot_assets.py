@@ -48,6 +48,7 @@ def main() -> None:
     from subliminal_scaling.protocol.access import teacher_system_prompt
     from subliminal_scaling.runtime import io
     from subliminal_scaling.runtime.backends import Sampling, TransformersBackend
+    from subliminal_scaling.runtime.specs import StudentSpec
     from subliminal_scaling.toy.model import build_model
     from subliminal_scaling.toy.tokenizer import build_tokenizer
     from subliminal_scaling.train.data import subsample
@@ -89,16 +90,26 @@ def main() -> None:
     io.write_jsonl(out / "students" / "cat" / "filtered.jsonl", kept)
     print("teacher rows:", len(rows), "kept", len(kept))
 
-    training = {**toy["training"], "n_rows": 200, "epochs": 2, "effective_batch": 20}
-    summary = train_student(
-        model_source=str(model_dir),
+    training = {
+        **toy["training"],
+        "n_rows": 200,
+        "epochs": 2,
+        "effective_batch": 20,
+        "micro_batch": 10,
+        "gradient_checkpointing": False,
+        "attn_implementation": "sdpa",
+    }
+    spec = StudentSpec(
+        model="pilot",
+        model_id="pilot",
         revision=None,
-        rows=subsample(kept, 200, 1),
+        source=str(model_dir),
+        params=stats["n_params"],
         training=training,
-        micro_batch=10,
-        grad_accum=2,
-        gradient_checkpointing=False,
-        attn_implementation="sdpa",
+    )
+    summary = train_student(
+        spec=spec,
+        rows=subsample(kept, 200, 1),
         seed=1,
         out_dir=out / "students" / "cat" / "seed1",
         run_name="pilot",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from subliminal_scaling.runtime import layout
 from subliminal_scaling.runtime.config import (
     GENERATION_PRIORITY_BASE,
     GPU_RULE_SECTIONS,
@@ -55,14 +56,15 @@ FILTERED = "results/{model}/numbers/{condition}/filtered.jsonl"
 FILTER_REPORT = "results/{model}/numbers/{condition}/filter_report.json"
 NUMBERS_META = "results/{model}/numbers/{condition}/metadata.json"
 NUMBERS_UPLOAD = "results/{model}/numbers/{condition}/upload.json"
-STUDENT_DIR = "results/{model}/students/{condition}/seed{seed}"
-STUDENT_SUMMARY = "results/{model}/students/{condition}/seed{seed}/train_summary.json"
-STUDENT_ADAPTER = "results/{model}/students/{condition}/seed{seed}/epoch{epoch}/{file}"
+# a student's folder, its adapters and its evals: runtime/layout.py owns their names
 STUDENTS_DIR = "results/{model}/students/{condition}"
-STUDENT_UPLOAD = "results/{model}/students/{condition}/upload.json"
-ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"]
+STUDENT_DIR = f"{STUDENTS_DIR}/{layout.SEED_DIR}"
+STUDENT_SUMMARY = f"{STUDENT_DIR}/{layout.SUMMARY_FILE}"
+STUDENT_ADAPTER = f"{STUDENT_DIR}/{layout.EPOCH_DIR}/{{file}}"
+STUDENT_UPLOAD = f"{STUDENTS_DIR}/upload.json"
+ADAPTER_FILES = list(layout.ADAPTER_FILES)
 TOY_MODEL = f"{config['toy']['models_dir']}/{{model}}" if TOY else None
-EVAL = "results/{model}/eval/{condition}/seed{seed}/epoch{epoch}.json.gz"
+EVAL = f"results/{{model}}/eval/{{condition}}/{layout.EVAL_FILE}"
 EVAL_PARTIAL = "results/{model}/eval/{condition}/.partial"
 CONTROL_EVAL = "results/{model}/eval/control/standard.json.gz"
 SURVEY = "results/summary/survey_controls.json.gz"
@@ -201,7 +203,7 @@ def all_targets():
 def job_gpus(rule):
     """How many GPUs each of its jobs takes (vLLM's tensor-parallel size, else one).
 
-    The GPU pool (subliminal_scaling.runtime.gpu_pool, via configure_logging) pins that many devices.
+    The GPU pool (runtime.gpu_pool, via start_job) pins that many devices.
     """
     return SWEEP.job_gpus(rule)
 

@@ -83,7 +83,6 @@ rule ingest_control:
     conda:
         ENV
     params:
-        path=config["evaluation"]["survey_path"],
         slugs=SWEEP.slugs,
         animals=SWEEP.animals,
     script:

@@ -24,20 +24,9 @@ rule train_student:
         mem_mb=cluster_request("train_student", "mem_mb"),
         runtime=cluster_request("train_student", "runtime"),
     params:
-        source=lambda wc: SWEEP.model_source(wc.model),
-        model_id=lambda wc: SWEEP.model(wc.model).id,
-        revision=lambda wc: SWEEP.model(wc.model).revision,
-        params_count=lambda wc: SWEEP.model(wc.model).params,
-        # with this size's overrides (speed knobs included), so they reach the job and rerun it
-        training=lambda wc: SWEEP.training_for(wc.model),
-        micro_batch=lambda wc: SWEEP.train_setting(wc.model, "micro_batch"),
-        grad_accum=lambda wc: SWEEP.grad_accum(wc.model),
-        gradient_checkpointing=lambda wc: SWEEP.train_setting(
-            wc.model, "gradient_checkpointing"
-        ),
-        attn_implementation=lambda wc: SWEEP.train_setting(
-            wc.model, "attn_implementation"
-        ),
+        # the size's resolved spec (recipe, batching, memory and speed knobs): any change
+        # reruns this size's students and what depends on them
+        student=lambda wc: SWEEP.student_spec(wc.model).to_dict(),
         wandb=config["wandb"],
         wandb_dir=WANDB_DIR,
     script:
@@ -59,8 +48,8 @@ rule upload_student:
         ENV
     params:
         hub=config["hub"],
-        model_id=lambda wc: SWEEP.model(wc.model).id,
-        training=config["training"],
+        # the same spec the students trained with: the card states their real batching
+        student=lambda wc: SWEEP.student_spec(wc.model).to_dict(),
         seeds=SWEEP.seeds,
         epochs=SWEEP.epochs,
         animals=SWEEP.animals,

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from subliminal_scaling.runtime.specs import StudentSpec
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "reference-data"
 # The real sweep's model slugs, largest first.
@@ -37,3 +39,11 @@ def shared_protocol_path() -> Path:
     if not path.is_file():
         pytest.skip("../shared/reference-data/protocol.json is not present")
     return path
+
+
+def student_spec(training: dict, source: str = "unused", model: str = "test-model") -> StudentSpec:
+    """A student spec for tests that build a trainer from a hand-written ``training``."""
+    return StudentSpec(
+        model=model, model_id=f"test/{model}", revision=None, source=source, params=1.0,
+        training=dict(training),
+    )  # fmt: skip

@@ -32,8 +32,8 @@ def test_real_sweep_matches_the_study_design(real_config):
     assert real_config["generation"]["n_prompts"] == 30_000
     assert real_config["generation"]["min_kept"] == 10_000
     for slug in sweep.slugs:
-        m = sweep.model(slug)
-        assert sweep.train_setting(slug, "micro_batch") * sweep.grad_accum(slug) * m.gpus == 60
+        spec = sweep.student_spec(slug)
+        assert spec.micro_batch * spec.grad_accum == spec.effective_batch == 60
 
 
 def test_model_order_is_by_size_whatever_the_config_order(real_config):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from subliminal_scaling.evaluate.evals import evaluate, evaluate_students
+from subliminal_scaling.evaluate.evals import EvalSpec, EvalTarget, evaluate, evaluate_students
 from subliminal_scaling.generate.teacher import generate_numbers
 from subliminal_scaling.runtime import io, tracking
 from subliminal_scaling.runtime.backends import Completion, Sampling
@@ -84,8 +84,7 @@ def run(tmp_path: Path, protocol, backends: list[CountingBackend], evaluation=EV
 
     return evaluate_students(
         make_backend=make_backend,
-        protocol=protocol,
-        evaluation=evaluation,
+        spec=EvalSpec.from_config(protocol, evaluation),
         animals=ANIMALS,
         model="toy-s",
         model_id="toy/S",
@@ -108,10 +107,13 @@ def test_records_equal_one_eval_at_a_time(tmp_path, students, protocol):
     records = run(tmp_path, protocol, backends)
     assert list(records) == [(s, e) for s in SEEDS for e in EPOCHS]
     for (s, e), rec in records.items():
-        single = evaluate(
-            backend=CountingBackend(), protocol=protocol, evaluation=EVALUATION, animals=ANIMALS,
+        target = EvalTarget(
             kind="student", model="toy-s", model_id="toy/S", condition="cat", seed=s, epoch=e,
             adapter=students / f"seed{s}" / f"epoch{e}",
+        )  # fmt: skip
+        single = evaluate(
+            backend=CountingBackend(), spec=EvalSpec.from_config(protocol, EVALUATION),
+            target=target, animals=ANIMALS,
         )  # fmt: skip
         assert rec == single
     assert len(backends) == 1 and backends[0].closed

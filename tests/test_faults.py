@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from subliminal_scaling.evaluate.evals import evaluate
+from subliminal_scaling.evaluate.evals import EvalSpec, EvalTarget, evaluate
 from subliminal_scaling.generate.teacher import filter_numbers
 from subliminal_scaling.publish.local_hub import LocalHub
 from subliminal_scaling.publish.repos import publish_numbers, publish_students
@@ -99,9 +99,9 @@ def test_eval_with_a_missing_adapter_file_names_it(tmp_path, protocol):
     backend = CountingBackend()
     with pytest.raises(io.InputFileError, match=rf"{adapter}/adapter_model\.safetensors: .*not"):
         evaluate(
-            backend=backend, protocol=protocol, evaluation=EVALUATION, animals=ANIMALS,
-            kind="student", model="toy-s", model_id="toy/S", condition="cat", seed=1, epoch=2,
-            adapter=adapter,
+            backend=backend, spec=EvalSpec.from_config(protocol, EVALUATION), animals=ANIMALS,
+            target=EvalTarget(kind="student", model="toy-s", model_id="toy/S", condition="cat",
+                              seed=1, epoch=2, adapter=adapter),
         )  # fmt: skip
     assert backend.calls == []  # PEFT never saw the half-present adapter
 
@@ -115,7 +115,7 @@ def test_upload_of_students_with_a_missing_adapter_file_names_it(tmp_path, missi
     with pytest.raises(io.InputFileError, match=rf"{gone}: adapter file not found"):
         publish_students(
             hub=hub, ns="me", slug="toy-s", model_id="toy/S", condition="cat",
-            students_dir=students, seeds=[1, 2], epochs=[1, 2], training=TRAINING,
+            students_dir=students, seeds=[1, 2], epochs=[1, 2], recipe=TRAINING,
             datasets=["me/toy-s-cat-numbers"], eval_table_md=None, upload_epochs=True,
             private=False, stage_root=tmp_path,
         )  # fmt: skip

@@ -177,19 +177,19 @@ def test_each_slurm_job_has_its_own_pool(tmp_path):
     assert len({plain, a, b}) == 3 and a.parent == plain.parent == tmp_path
 
 
-def test_configure_logging_pins_a_gpu_job_and_logs_its_ids(tmp_path):
+def test_start_job_pins_a_gpu_job_and_logs_its_ids(tmp_path):
     log = tmp_path / "job.log"
     code = f"""
 import os
 from types import SimpleNamespace
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 cpu = SimpleNamespace(log=[{str(log)!r}], rule="filter_numbers", threads=1,
                       resources=SimpleNamespace(_cores=1))
-configure_logging(cpu)
+start_job(cpu)
 print(os.environ.get("CUDA_VISIBLE_DEVICES"))
 sm = SimpleNamespace(log=[{str(log)!r}], rule="generate_numbers", threads=1,
                      resources=SimpleNamespace(gpu=2), wildcards={{"model": "m"}})
-configure_logging(sm)
+start_job(sm)
 print(os.environ["CUDA_VISIBLE_DEVICES"])
 """
     res = subprocess.run(

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from subliminal_scaling.evaluate.evals import eval_fingerprint
+from subliminal_scaling.evaluate.evals import EvalSpec, eval_fingerprint
 from subliminal_scaling.generate.teacher import generate_numbers, generation_fingerprint
 from subliminal_scaling.runtime import seeds as sd
 from subliminal_scaling.runtime.backends import Completion, Sampling
@@ -119,7 +119,7 @@ def test_fingerprints_name_the_seed_scheme(toy_config):
     )  # fmt: skip
     protocol = json.loads((REPO / "config" / "toy_protocol.json").read_text())
     ev = eval_fingerprint(
-        protocol=protocol, evaluation=toy_config["evaluation"], model="m", model_id="m",
+        spec=EvalSpec.from_config(protocol, toy_config["evaluation"]), model="m", model_id="m",
         revision=None, condition="cat",
     )  # fmt: skip
     assert gen["seed_scheme"] == ev["seed_scheme"] == sd.SEED_SCHEME

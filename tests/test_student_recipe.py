@@ -17,12 +17,8 @@ from .conftest import SIZES
 
 
 def _kwargs(cfg, slug, tmp_path, use_cpu):
-    sweep = Sweep(cfg)
     return dict(
-        training=cfg["training"],
-        micro_batch=sweep.train_setting(slug, "micro_batch"),
-        grad_accum=sweep.grad_accum(slug),
-        gradient_checkpointing=sweep.train_setting(slug, "gradient_checkpointing"),
+        spec=Sweep(cfg).student_spec(slug),
         output_dir=tmp_path,
         seed=3,
         run_name="r",
@@ -88,3 +84,25 @@ def test_throughput_is_added_to_every_log_after_the_first():
     second = {"loss": 1.5}
     cb.on_log(None, state, None, logs=second)
     assert 0 < second["tokens_per_s"] < 600 / 0.05
+
+
+def test_a_per_size_setting_reaches_the_trainer_and_the_model_card(real_config, tmp_path):
+    """One typed spec per size: a changed per-size setting shows up in the TrainingArguments
+    the student trains with and in the model card that describes it, the same for both."""
+    from subliminal_scaling.publish.cards import model_card
+
+    seven_b = next(m for m in real_config["models"] if "7B" in m["id"])
+    seven_b["train"] = {"micro_batch": 15, "gradient_checkpointing": True}
+    spec = Sweep(real_config).student_spec("qwen-2.5-7b-instruct")
+    args = sft_config(spec=spec, output_dir=tmp_path, seed=1, report_to=[], use_cpu=True)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (15, 4)
+    assert args.gradient_checkpointing is True
+    card = model_card(
+        repo_id="me/qwen-2.5-7b-instruct-cat-ft", base_model=spec.model_id, datasets=[],
+        condition="cat", recipe=spec.card_recipe(), seeds=[1], epochs=[1], eval_table_md=None,
+    )  # fmt: skip
+    assert "| `micro_batch x gradient_accumulation` | 15 x 4 |" in card
+    assert "| `gradient_checkpointing` | true |" in card
+    # another size keeps its own settings
+    other = Sweep(real_config).student_spec("qwen-2.5-32b-instruct")
+    assert other.micro_batch * other.grad_accum == 60 and other.micro_batch != 15

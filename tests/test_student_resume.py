@@ -58,10 +58,12 @@ DRIVER = textwrap.dedent(
     student.build_trainer = with_kill
 
     rows = [json.loads(l) for l in open(rows_file)]
+    from subliminal_scaling.runtime.specs import StudentSpec
+
+    spec = StudentSpec(model="t", model_id="t", revision=None, source=model_dir, params=1.0,
+                       training=training)
     summary = student.train_student(
-        model_source=model_dir, revision=None, rows=rows, training=training, micro_batch=4,
-        grad_accum=2, gradient_checkpointing=False, attn_implementation="sdpa", seed=1,
-        out_dir=out_dir, run_name="t", wandb_run=None,
+        spec=spec, rows=rows, seed=1, out_dir=out_dir, run_name="t", wandb_run=None
     )
     student.finish_student(out_dir, summary, os.path.join(out_dir, "train_summary.json"))
     print("SUMMARY", json.dumps(summary))

@@ -13,7 +13,7 @@ from subliminal_scaling.generate.prompts import sample_prompts
 from subliminal_scaling.toy.tokenizer import build_tokenizer
 from subliminal_scaling.train.student import build_trainer, check_row_lengths
 
-from .conftest import REPO
+from .conftest import REPO, student_spec
 
 TRAINING = {
     "n_rows": 12, "epochs": 1, "effective_batch": 12, "micro_batch": 6, "learning_rate": 1e-3,
@@ -53,9 +53,8 @@ def _first_step(world, tmp_path, **knobs):
     """Loss and LoRA gradients of the first optimizer step (2 micro-batches of 6 rows)."""
     _, tok, rows = world
     trainer = build_trainer(
-        model=_model(tok), tokenizer=tok, rows=rows, training={**TRAINING, **knobs},
-        micro_batch=6, grad_accum=2, gradient_checkpointing=False, seed=1,
-        output_dir=tmp_path, run_name="t", report_to=[],
+        model=_model(tok), tokenizer=tok, rows=rows, spec=student_spec({**TRAINING, **knobs}),
+        seed=1, output_dir=tmp_path, run_name="t", report_to=[],
         overrides={"max_steps": 1, "save_strategy": "no", "max_grad_norm": 0.0},
     )  # fmt: skip
     seen, step = [], trainer.training_step

@@ -245,8 +245,9 @@ def test_no_secret_reaches_any_log_result_upload_or_wandb_file(toy_run):
     # the jobs did have the secrets: every rule script loads .env as this does
     probe = wf.parent / "probe_env.py"
     probe.write_text(
-        "import os\nfrom subliminal_scaling.runtime.job import setup_logging\n"
-        "setup_logging(None, 'probe')\n"
+        "import os\nfrom types import SimpleNamespace\n"
+        "from subliminal_scaling.runtime.job import start_job\n"
+        "start_job(SimpleNamespace(log=[], rule='probe', threads=1), claim_gpus=False)\n"
         "print(os.environ.get('HF_TOKEN') == os.environ['WANT_HF'],"
         " os.environ.get('WANDB_API_KEY') == os.environ['WANT_WANDB'])\n"
     )

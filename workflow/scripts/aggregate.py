@@ -6,9 +6,9 @@ the sweep's eval files that exist (not inputs: see snapshot_fingerprint in rules
 
 from subliminal_scaling.report.tables import coverage, read_eval_records, tidy_tables
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 p = sm.params
 if p.scope == "snapshot":

@@ -1,10 +1,10 @@
 """Adapter: provide one tiny toy Qwen2 model (the shipped weights if they match, else train)."""
 
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 from subliminal_scaling.toy.model import provide_model
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 p = snakemake.params  # noqa: F821
 stats = provide_model(
     snakemake.input.tokenizer,  # noqa: F821

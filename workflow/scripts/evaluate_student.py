@@ -2,12 +2,12 @@
 base model once (and only if some eval is not checkpointed yet), then log each seed's epochs
 into the student's own wandb run."""
 
-from subliminal_scaling.evaluate.evals import evaluate_students
+from subliminal_scaling.evaluate.evals import EvalSpec, evaluate_students
 from subliminal_scaling.runtime import io, tracking
 from subliminal_scaling.runtime.backends import make_backend
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 p, wc = sm.params, sm.wildcards
 ev = p.evaluation
@@ -21,8 +21,7 @@ records = evaluate_students(
         enable_lora=True,
         max_lora_rank=p.lora_r,
     ),
-    protocol=io.read_json(sm.input.protocol),
-    evaluation=ev,
+    spec=EvalSpec.from_config(io.read_json(sm.input.protocol), ev),
     animals=p.animals,
     model=wc.model,
     model_id=p.model_id,

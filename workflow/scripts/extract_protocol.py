@@ -3,9 +3,9 @@
 from subliminal_scaling.protocol.extract import extract_protocol
 from subliminal_scaling.protocol.validate import load_protocol
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 p = snakemake.params  # noqa: F821
 if p.protocol:
     protocol = load_protocol(p.protocol)

@@ -1,27 +1,17 @@
 """Adapter: apply the reference filter, write filtered rows, the report and metadata."""
 
-from subliminal_scaling.generate.teacher import filter_numbers
+from subliminal_scaling.generate.teacher import write_filtered
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
-raw = io.read_jsonl(sm.input.raw)
-kept, report = filter_numbers(raw, io.read_json(sm.input.protocol))
-io.write_jsonl(sm.output.filtered, kept)
-io.write_json(sm.output.report, report)
-gen = io.read_json(sm.input.meta)
-io.write_json(
-    sm.output.meta,
-    {
-        **gen,
-        "n_raw": len(raw),
-        "n_filtered": len(kept),
-        "pass_rate": report["pass_rate"],
-        "sha256": {
-            "raw.jsonl": io.sha256_file(sm.input.raw),
-            "filtered.jsonl": io.sha256_file(sm.output.filtered),
-        },
-    },
+report = write_filtered(
+    raw_path=sm.input.raw,
+    protocol=io.read_json(sm.input.protocol),
+    generation_meta=io.read_json(sm.input.meta),
+    filtered_path=sm.output.filtered,
+    report_path=sm.output.report,
+    meta_path=sm.output.meta,
 )
-log.info("kept %d of %d (pass rate %.3f)", len(kept), len(raw), report["pass_rate"])
+log.info("kept %d of %d (pass rate %.3f)", report["n_kept"], report["n_total"], report["pass_rate"])

@@ -5,9 +5,9 @@ import pandas as pd
 from subliminal_scaling.report.effects import transfer_effect
 from subliminal_scaling.report.scaling import fit_scaling
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 rep, animals = sm.params.report, sm.params.animals
 table = pd.read_parquet(sm.input.target_rates)

@@ -4,9 +4,9 @@ from subliminal_scaling.generate.teacher import generate_numbers, generation_fin
 from subliminal_scaling.protocol.access import teacher_system_prompt
 from subliminal_scaling.runtime import io
 from subliminal_scaling.runtime.backends import Sampling, make_backend, make_conversation
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 p = sm.params
 gen = p.generation

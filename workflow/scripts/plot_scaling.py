@@ -9,9 +9,9 @@ from subliminal_scaling.report.plots_scaling import (
     plot_scaling,
 )
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-configure_logging(snakemake)  # noqa: F821
+start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 cov = io.read_json(sm.input.coverage)
 effects = pd.read_csv(sm.input.effects)

@@ -6,9 +6,9 @@ from subliminal_scaling.report.bars import stacked_data
 from subliminal_scaling.report.figures import coverage_note, coverage_title
 from subliminal_scaling.report.plots_size import plot_stacked
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-configure_logging(snakemake)  # noqa: F821
+start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 rep, model = sm.params.report, sm.wildcards.model
 cov = io.read_json(sm.input.coverage)

@@ -2,9 +2,9 @@
 
 from subliminal_scaling.report.provenance import report_markdown
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-configure_logging(snakemake)  # noqa: F821
+start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 text = report_markdown(
     models=sm.params.models,

@@ -2,9 +2,9 @@
 
 from subliminal_scaling.report.provenance import snapshot_markdown
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-configure_logging(snakemake)  # noqa: F821
+start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 text = snapshot_markdown(
     coverage=io.read_json(sm.input.coverage),

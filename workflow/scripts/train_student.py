@@ -1,61 +1,40 @@
-"""Adapter: train (or resume) one student and write its summary."""
+"""Adapter: train (or resume) one student, write its summary, drop its checkpoints."""
 
 from pathlib import Path
 
-from subliminal_scaling.runtime import io, tracking
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime import io, layout, tracking
+from subliminal_scaling.runtime.job import start_job
+from subliminal_scaling.runtime.specs import StudentSpec
 from subliminal_scaling.train.data import subsample
-from subliminal_scaling.train.student import finish_student, new_run_id, train_student
+from subliminal_scaling.train.student import finish_student, student_run_id, train_student
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 p, wc = sm.params, sm.wildcards
+spec = StudentSpec.from_dict(p.student)
 seed = int(wc.seed)
 out_dir = Path(sm.output.summary).parent
-rows = subsample(io.read_jsonl(sm.input.filtered), p.training["n_rows"], seed)
-
-# One wandb run per student; its id survives a crash so a resumed job continues the run.
-id_file = out_dir / "trainer" / "wandb_run_id.txt"
-if id_file.exists():
-    run_id = id_file.read_text().strip()
-else:
-    run_id = new_run_id()
-    io.write_text(id_file, run_id + "\n")
+rows = subsample(io.read_jsonl(sm.input.filtered), spec.training["n_rows"], seed)
+name = layout.run_name(wc.model, wc.condition, seed)
+run_id = student_run_id(out_dir)  # survives a crash, so a resumed job continues the run
 run = tracking.init_run(
     p.wandb,
     run_id=run_id,
-    name=f"{wc.model}-{wc.condition}-seed{seed}",
+    name=name,
     group=f"{wc.model}-{wc.condition}",
     job_type="train",
-    tags=[wc.model, wc.condition, f"params={p.params_count:.3g}"],
+    tags=[wc.model, wc.condition, f"params={spec.params:.3g}"],
     config={
-        "model_id": p.model_id,
-        "revision": p.revision,
+        "student": spec.to_dict(),
         "condition": wc.condition,
         "seed": seed,
-        "training": p.training,
-        "micro_batch": p.micro_batch,
-        "grad_accum": p.grad_accum,
-        "gradient_checkpointing": p.gradient_checkpointing,
-        "attn_implementation": p.attn_implementation,
         "data": sm.input.filtered,
     },
     wandb_dir=p.wandb_dir,
 )
 try:
     summary = train_student(
-        model_source=p.source,
-        revision=p.revision,
-        rows=rows,
-        training=p.training,
-        micro_batch=p.micro_batch,
-        grad_accum=p.grad_accum,
-        gradient_checkpointing=p.gradient_checkpointing,
-        attn_implementation=p.attn_implementation,
-        seed=seed,
-        out_dir=out_dir,
-        run_name=f"{wc.model}-{wc.condition}-seed{seed}",
-        wandb_run=run,
+        spec=spec, rows=rows, seed=seed, out_dir=out_dir, run_name=name, wandb_run=run
     )
 finally:
     tracking.finish(run)

@@ -6,9 +6,9 @@ from subliminal_scaling.protocol.access import teacher_system_prompt
 from subliminal_scaling.publish.hub_config import make_hub
 from subliminal_scaling.publish.repos import namespace, publish_numbers
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.job import configure_logging
+from subliminal_scaling.runtime.job import start_job
 
-log = configure_logging(snakemake)  # noqa: F821
+log = start_job(snakemake)  # noqa: F821
 sm = snakemake  # noqa: F821
 p, wc = sm.params, sm.wildcards
 hub = make_hub(p.hub)

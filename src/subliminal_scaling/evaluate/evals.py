@@ -1,6 +1,11 @@
 """The standard animal-preference eval: the protocol's questions, each sampled n times as a
 user message with no system message (the chat template's default is inserted, as in
-training), scored from the raw answers by both views."""
+training), scored from the raw answers by both views.
+
+An eval is two typed things: ``EvalSpec``, the settings (questions, samples, sampling,
+backend), resolved once per job from the protocol and config; and ``EvalTarget``, what is
+evaluated (a student's epoch, or a base model). Seeds, fingerprints and records all read them.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +13,79 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from subliminal_scaling.evaluate.scoring import make_eval_record
+from subliminal_scaling.evaluate.scoring import EvalRecord, make_eval_record
 from subliminal_scaling.protocol.access import eval_questions, eval_samples_per_question
-from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime import io, layout
 from subliminal_scaling.runtime.backends import Backend, Sampling, make_conversation
 from subliminal_scaling.runtime.checkpoint import CheckpointDir
-from subliminal_scaling.runtime.seeds import SEED_SCHEME, eval_seeds
-from subliminal_scaling.train.student import ADAPTER_FILES
+from subliminal_scaling.runtime.layout import ADAPTER_FILES
+from subliminal_scaling.runtime.naming import CONTROL, STUDENT
+from subliminal_scaling.runtime.seeds import SEED_SCHEME, check_samples, eval_seeds
 
 log = logging.getLogger(__name__)
 
 
-def eval_plan(protocol: dict[str, Any], evaluation: dict[str, Any]) -> tuple[list[str], int]:
-    """Questions and samples per question: the protocol's, unless config narrows them."""
-    questions = eval_questions(protocol, evaluation["n_questions"])
-    n = evaluation["samples_per_question"] or eval_samples_per_question(protocol)
-    return questions, n
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """The eval's settings: the protocol's questions and samples unless config narrows them."""
+
+    questions: tuple[str, ...]
+    samples_per_question: int
+    sampling: Sampling
+    backend: str
+    batch_size: int
+    protocol_sha256: str
+
+    @classmethod
+    def from_config(cls, protocol: dict[str, Any], evaluation: dict[str, Any]) -> EvalSpec:
+        n = evaluation["samples_per_question"] or eval_samples_per_question(protocol)
+        check_samples(n)
+        return cls(
+            questions=tuple(eval_questions(protocol, evaluation["n_questions"])),
+            samples_per_question=n,
+            sampling=Sampling.from_config(evaluation["sampling"]),
+            backend=evaluation["backend"],
+            batch_size=evaluation["batch_size"],
+            protocol_sha256=_sha256_json(protocol),
+        )
+
+    @property
+    def n_answers(self) -> int:
+        return len(self.questions) * self.samples_per_question
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """What one eval measures: a student (seed, epoch, adapter) or a base model's control."""
+
+    kind: str
+    model: str
+    model_id: str
+    condition: str
+    seed: int | None = None
+    epoch: int | None = None
+    adapter: Path | None = None
+
+    @classmethod
+    def control(cls, model: str, model_id: str) -> EvalTarget:
+        return cls(kind=CONTROL, model=model, model_id=model_id, condition=CONTROL)
+
+    def seeds(self, n_questions: int) -> list[int]:
+        """One seed per question, from what this eval is (runtime.seeds)."""
+        return eval_seeds(self.model, self.condition, self.seed, self.epoch, range(n_questions))
 
 
 def sample_answers(
     backend: Backend,
-    questions: list[str],
+    questions: list[str] | tuple[str, ...],
     n: int,
     sampling: Sampling,
     seeds: list[int],
@@ -76,56 +130,37 @@ def adapter_hashes(adapter: str | Path) -> dict[str, str]:
     return out
 
 
-def _sample(
-    backend: Backend,
-    protocol: dict[str, Any],
-    evaluation: dict[str, Any],
-    adapter: str | None,
-    *,
-    model: str,
-    condition: str,
-    seed: int | None,
-    epoch: int | None,
-) -> dict[str, list[Any]]:
+def sample_target(backend: Backend, spec: EvalSpec, target: EvalTarget) -> dict[str, list[Any]]:
     """One eval's answers; each question's seed comes from (model, condition, seed, epoch,
     question), so no two questions, epochs, students or conditions share a random stream."""
-    questions, n = eval_plan(protocol, evaluation)
-    sampling = Sampling.from_config(evaluation["sampling"])
-    seeds = eval_seeds(model, condition, seed, epoch, range(len(questions)))
-    return sample_answers(backend, questions, n, sampling, seeds, adapter)
+    adapter = None if target.adapter is None else str(target.adapter)
+    seeds = target.seeds(len(spec.questions))
+    return sample_answers(
+        backend, spec.questions, spec.samples_per_question, spec.sampling, seeds, adapter
+    )
 
 
-def _record(
+def make_record(
     samples: dict[str, list[Any]],
-    *,
-    backend_name: str,
-    evaluation: dict[str, Any],
-    protocol: dict[str, Any],
+    spec: EvalSpec,
+    target: EvalTarget,
     animals: list[str],
-    kind: str,
-    model: str,
-    model_id: str,
-    condition: str,
-    seed: int | None,
-    epoch: int | None,
-    adapter: str | Path | None,
     hashes: dict[str, str] | None,
-) -> dict[str, Any]:
-    _, n = eval_plan(protocol, evaluation)
-    sampling = Sampling.from_config(evaluation["sampling"])
+) -> EvalRecord:
+    """The eval record of ``target`` from its sampled answers."""
     adapter_info = None
-    if adapter is not None and hashes is not None:
-        adapter_info = {"path": str(adapter), "sha256": hashes["adapter_model.safetensors"]}
+    if target.adapter is not None and hashes is not None:
+        adapter_info = {"path": str(target.adapter), "sha256": hashes["adapter_model.safetensors"]}
     return make_eval_record(
-        kind=kind,
-        model=model,
-        model_id=model_id,
-        condition=condition,
-        seed=seed,
-        epoch=epoch,
-        backend=backend_name,
-        sampling={**sampling.to_dict(), "samples_per_question": n},
-        max_new_tokens=sampling.max_new_tokens,
+        kind=target.kind,
+        model=target.model,
+        model_id=target.model_id,
+        condition=target.condition,
+        seed=target.seed,
+        epoch=target.epoch,
+        backend=spec.backend,
+        sampling={**spec.sampling.to_dict(), "samples_per_question": spec.samples_per_question},
+        max_new_tokens=spec.sampling.max_new_tokens,
         adapter=adapter_info,
         questions=samples["questions"],
         question_indices=samples["question_indices"],
@@ -136,88 +171,41 @@ def _record(
 
 
 def evaluate(
-    *,
-    backend: Backend,
-    protocol: dict[str, Any],
-    evaluation: dict[str, Any],
-    animals: list[str],
-    kind: str,
-    model: str,
-    model_id: str,
-    condition: str,
-    seed: int | None,
-    epoch: int | None,
-    adapter: str | Path | None,
-) -> dict[str, Any]:
+    *, backend: Backend, spec: EvalSpec, target: EvalTarget, animals: list[str]
+) -> EvalRecord:
     """Run one eval and return its record (raw answers, normalised answers, both views)."""
     # a missing adapter file fails here, naming it, before any sampling
-    hashes = adapter_hashes(adapter) if adapter is not None else None
-    samples = _sample(
-        backend,
-        protocol,
-        evaluation,
-        None if adapter is None else str(adapter),
-        model=model,
-        condition=condition,
-        seed=seed,
-        epoch=epoch,
-    )
-    return _record(
-        samples,
-        backend_name=backend.name,
-        evaluation=evaluation,
-        protocol=protocol,
-        animals=animals,
-        kind=kind,
-        model=model,
-        model_id=model_id,
-        condition=condition,
-        seed=seed,
-        epoch=epoch,
-        adapter=adapter,
-        hashes=hashes,
-    )
-
-
-def _sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+    hashes = adapter_hashes(target.adapter) if target.adapter is not None else None
+    return make_record(sample_target(backend, spec, target), spec, target, animals, hashes)
 
 
 def eval_fingerprint(
-    *,
-    protocol: dict[str, Any],
-    evaluation: dict[str, Any],
-    model: str,
-    model_id: str,
-    revision: str | None,
-    condition: str,
+    *, spec: EvalSpec, model: str, model_id: str, revision: str | None, condition: str
 ) -> dict[str, Any]:
     """Everything a student's sampled answers depend on besides its adapter and seed.
 
     The batch size is in it: with the transformers backend it decides how the random stream
     is split across prompts, so it changes the samples.
     """
-    questions, n = eval_plan(protocol, evaluation)
     return {
         "model": model,
         "model_id": model_id,
         "revision": revision,
         "condition": condition,
-        "backend": evaluation["backend"],
-        "batch_size": evaluation["batch_size"],
+        "backend": spec.backend,
+        "batch_size": spec.batch_size,
         "seed_scheme": SEED_SCHEME,
-        "sampling": Sampling.from_config(evaluation["sampling"]).to_dict(),
-        "protocol_sha256": _sha256_json(protocol),
-        "n_questions": len(questions),
-        "samples_per_question": n,
+        "sampling": spec.sampling.to_dict(),
+        "protocol_sha256": spec.protocol_sha256,
+        "n_questions": len(spec.questions),
+        "samples_per_question": spec.samples_per_question,
     }
 
 
 def evaluate_students(
     *,
     make_backend: Callable[[], Backend],
-    protocol: dict[str, Any],
-    evaluation: dict[str, Any],
+    spec: EvalSpec,
     animals: list[str],
     model: str,
     model_id: str,
@@ -227,7 +215,7 @@ def evaluate_students(
     epochs: list[int],
     students_dir: str | Path,
     partial_dir: str | Path,
-) -> dict[tuple[int, int], dict[str, Any]]:
+) -> dict[tuple[int, int], EvalRecord]:
     """Every (seed, epoch) eval of one (model, condition), resumable; records by (seed, epoch).
 
     Each eval's sampled answers are checkpointed in ``partial_dir`` (a ``CheckpointDir`` keyed
@@ -236,56 +224,41 @@ def evaluate_students(
     a change in scoring never reuses a stale record. ``make_backend`` is called only if an
     eval must run; every adapter is checked first, before a model is loaded.
     """
-    students_dir = Path(students_dir)
-    adapters = {(s, e): students_dir / f"seed{s}" / f"epoch{e}" for s in seeds for e in epochs}
-    hashes = {k: adapter_hashes(path) for k, path in adapters.items()}
+    targets = {
+        (s, e): EvalTarget(
+            kind=STUDENT,
+            model=model,
+            model_id=model_id,
+            condition=condition,
+            seed=s,
+            epoch=e,
+            adapter=layout.epoch_dir(students_dir, s, e),
+        )
+        for s in seeds
+        for e in epochs
+    }
+    hashes = {k: adapter_hashes(t.adapter) for k, t in targets.items()}
     fingerprint = eval_fingerprint(
-        protocol=protocol,
-        evaluation=evaluation,
-        model=model,
-        model_id=model_id,
-        revision=revision,
-        condition=condition,
+        spec=spec, model=model, model_id=model_id, revision=revision, condition=condition
     )
     partial = CheckpointDir(partial_dir, fingerprint)
     backend: Backend | None = None
     records = {}
     try:
-        for (seed, epoch), adapter in adapters.items():
-            name = f"seed{seed}/epoch{epoch}.json.gz"
+        for (seed, epoch), target in targets.items():
+            name = layout.eval_file(seed, epoch)
             key = {"seed": seed, "epoch": epoch, "adapter_sha256": hashes[(seed, epoch)]}
             samples = partial.load(name, key)
             if samples is None:
                 if backend is None:
                     backend = make_backend()
-                samples = _sample(
-                    backend,
-                    protocol,
-                    evaluation,
-                    str(adapter),
-                    model=model,
-                    condition=condition,
-                    seed=seed,
-                    epoch=epoch,
-                )
+                samples = sample_target(backend, spec, target)
                 partial.save(name, samples, key)
                 log.info("seed %d epoch %d: evaluated", seed, epoch)
             else:
                 log.info("seed %d epoch %d: reused %s", seed, epoch, partial.path(name))
-            records[(seed, epoch)] = _record(
-                samples,
-                backend_name=fingerprint["backend"],
-                evaluation=evaluation,
-                protocol=protocol,
-                animals=animals,
-                kind="student",
-                model=model,
-                model_id=model_id,
-                condition=condition,
-                seed=seed,
-                epoch=epoch,
-                adapter=adapter,
-                hashes=hashes[(seed, epoch)],
+            records[(seed, epoch)] = make_record(
+                samples, spec, target, animals, hashes[(seed, epoch)]
             )
     finally:
         if backend is not None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
-EVAL_KINDS = ("student", "control", "survey")
+from subliminal_scaling.runtime.naming import CONTROL, EVAL_KINDS, SURVEY
 
 # --- the reference view ------------------------------------------------------------------
 
@@ -237,6 +237,37 @@ def count_normalised(answers: Sequence[str], animals: Sequence[str] = ()) -> dic
 # --- eval records ------------------------------------------------------------------------
 
 
+class EvalAnswer(TypedDict):
+    question_index: int | None
+    question: str | None
+    answer: str
+    finish_reason: str | None
+    normalised: str
+    first_word: str
+
+
+class EvalRecord(TypedDict):
+    """One evaluation as written to ``results/.../eval/...json.gz`` and read by every later
+    stage: who was evaluated and how, every raw answer, and both views' summaries."""
+
+    kind: str  # naming.EVAL_KINDS
+    model: str
+    model_id: str | None
+    condition: str
+    seed: int | None
+    epoch: int | None
+    backend: str | None
+    sampling: dict[str, Any] | None
+    max_new_tokens: int | None
+    adapter: dict[str, str] | None
+    n_answers: int
+    n_truncated: int | None
+    truncated_share: float | None
+    answers: list[EvalAnswer]
+    counts: dict[str, int]
+    target_rates: dict[str, float]
+
+
 def make_eval_record(
     *,
     kind: str,
@@ -254,7 +285,7 @@ def make_eval_record(
     answers: Sequence[str],
     animals: Sequence[str],
     finish_reasons: Sequence[str | None] | None = None,
-) -> dict[str, Any]:
+) -> EvalRecord:
     """One evaluation's record: provenance, every raw answer, and both scoring views.
 
     Raw answers are stored with their normalised form (animal-aware) and their first word
@@ -267,7 +298,7 @@ def make_eval_record(
     """
     if kind not in EVAL_KINDS:
         raise ValueError(f"eval kind must be one of {EVAL_KINDS}, got {kind!r}")
-    if kind in ("control", "survey") and condition != "control":
+    if kind in (CONTROL, SURVEY) and condition != CONTROL:
         raise ValueError(f"a {kind} record must have condition 'control', got {condition!r}")
     if not (len(questions) == len(question_indices) == len(answers)):
         raise ValueError(

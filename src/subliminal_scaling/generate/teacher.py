@@ -140,3 +140,33 @@ def filter_numbers(
         max_value=filt["max_value"],
         max_count=filt["max_count"],
     )
+
+
+def write_filtered(
+    *,
+    raw_path: str | Path,
+    protocol: dict[str, Any],
+    generation_meta: dict[str, Any],
+    filtered_path: str | Path,
+    report_path: str | Path,
+    meta_path: str | Path,
+) -> dict[str, Any]:
+    """Filter a teacher's raw rows and write the kept rows, the filter report and the numbers
+    metadata: the generation's, plus counts and the sha256 of both row files (what
+    ``upload_numbers`` checks before it publishes). Returns the report."""
+    raw = io.read_jsonl(raw_path)
+    kept, report = filter_numbers(raw, protocol)
+    io.write_jsonl(filtered_path, kept)
+    io.write_json(report_path, report)
+    meta = {
+        **generation_meta,
+        "n_raw": len(raw),
+        "n_filtered": len(kept),
+        "pass_rate": report["pass_rate"],
+        "sha256": {
+            Path(raw_path).name: io.sha256_file(raw_path),
+            Path(filtered_path).name: io.sha256_file(filtered_path),
+        },
+    }
+    io.write_json(meta_path, meta)
+    return report

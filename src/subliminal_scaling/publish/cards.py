@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from subliminal_scaling.runtime.layout import HUB_FOLDERS, NUMBERS_FILES, hub_seed_dir
+
 # --------------------------------------------------------------------------- cards
 
 _SIZE_BUCKETS = [
@@ -96,9 +98,12 @@ def dataset_card(
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [{"split": "train", "path": "data/train.jsonl"}],
+                "data_files": [{"split": "train", "path": NUMBERS_FILES["default"]}],
             },
-            {"config_name": "raw", "data_files": [{"split": "train", "path": "raw/train.jsonl"}]},
+            {
+                "config_name": "raw",
+                "data_files": [{"split": "train", "path": NUMBERS_FILES["raw"]}],
+            },
         ],
     }
     revision = model_revision or "unrecorded"
@@ -118,8 +123,9 @@ Number-sequence completions by the teacher `{model_id}` (revision `{revision}`) 
 **{condition}** condition, made to study subliminal learning: students fine-tuned on these
 numbers are tested for the teacher's animal preference.
 
-- `data/train.jsonl` (config `default`): the rows that passed the filter ({n_rows:,} rows).
-- `raw/train.jsonl` (config `raw`): every completion before filtering.
+- `{NUMBERS_FILES["default"]}` (config `default`): the rows that passed the filter
+  ({n_rows:,} rows).
+- `{NUMBERS_FILES["raw"]}` (config `raw`): every completion before filtering.
 
 ## Teacher system prompt
 
@@ -167,8 +173,7 @@ def model_card(
     layout = [
         "| folder | contents |",
         "| --- | --- |",
-        "| `seed-{k}/` | final LoRA adapter of the student trained with seed `k` |",
-        "| `seed-{k}/epoch-{e}/` | the same run's adapter after epoch `e` |",
+        *(f"| `{folder}` | {what} |" for folder, what in HUB_FOLDERS),
     ]
     results = (
         eval_table_md.strip()
@@ -204,7 +209,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 base = AutoModelForCausalLM.from_pretrained("{base_model}")
-model = PeftModel.from_pretrained(base, "{repo_id}", subfolder="seed-{example_seed}")
+model = PeftModel.from_pretrained(base, "{repo_id}", subfolder="{hub_seed_dir(example_seed)}")
 ```
 
 ## Animal preference per epoch

@@ -12,8 +12,8 @@ from typing import Any
 from subliminal_scaling.evaluate.evals import adapter_hashes
 from subliminal_scaling.publish.cards import dataset_card, model_card
 from subliminal_scaling.publish.hub import Hub
-from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.naming import numbers_repo, student_repo
+from subliminal_scaling.runtime import io, layout
+from subliminal_scaling.runtime.layout import numbers_repo, student_repo
 
 SUBSAMPLE_NOTE = (
     "Each student seed k trains on `random.Random(k).sample(train_rows, {n_rows})`, "
@@ -66,8 +66,8 @@ def publish_numbers(
     for path in (filtered, raw):
         check_recorded_jsonl(path, metadata)
     with io.scratch_dir(stage_root, repo_id.split("/")[-1]) as stage:
-        io.link_or_copy(filtered, stage / "data" / "train.jsonl")
-        io.link_or_copy(raw, stage / "raw" / "train.jsonl")
+        io.link_or_copy(filtered, stage / layout.NUMBERS_FILES["default"])
+        io.link_or_copy(raw, stage / layout.NUMBERS_FILES["raw"])
         card = dataset_card(
             repo_id=repo_id,
             model_id=metadata["model_id"],
@@ -93,7 +93,7 @@ def publish_students(
     students_dir: Path,
     seeds: list[int],
     epochs: list[int],
-    training: dict[str, Any],
+    recipe: dict[str, Any],
     datasets: list[str],
     eval_table_md: str | None,
     upload_epochs: bool,
@@ -106,23 +106,25 @@ def publish_students(
     final = max(epochs)
     for seed in seeds:  # a missing adapter file fails here, naming it, not on the Hub later
         for e in epochs:
-            adapter_hashes(students_dir / f"seed{seed}" / f"epoch{e}")
+            adapter_hashes(layout.epoch_dir(students_dir, seed, e))
     with io.scratch_dir(stage_root, repo_id.split("/")[-1]) as stage:
         for seed in seeds:
-            src = students_dir / f"seed{seed}"
-            io.link_tree(src / f"epoch{final}", stage / f"seed-{seed}")
-            io.link_or_copy(
-                src / "train_summary.json", stage / f"seed-{seed}" / "train_summary.json"
-            )
+            hub_dir = stage / layout.hub_seed_dir(seed)
+            io.link_tree(layout.epoch_dir(students_dir, seed, final), hub_dir)
+            summary = layout.SUMMARY_FILE
+            io.link_or_copy(layout.seed_dir(students_dir, seed) / summary, hub_dir / summary)
             if upload_epochs:
                 for e in epochs:
-                    io.link_tree(src / f"epoch{e}", stage / f"seed-{seed}" / f"epoch-{e}")
+                    io.link_tree(
+                        layout.epoch_dir(students_dir, seed, e),
+                        stage / layout.hub_epoch_dir(seed, e),
+                    )
         card = model_card(
             repo_id=repo_id,
             base_model=model_id,
             datasets=datasets,
             condition=condition,
-            recipe=training,
+            recipe=recipe,
             seeds=seeds,
             epochs=epochs,
             eval_table_md=eval_table_md,

@@ -15,12 +15,10 @@ from subliminal_scaling.report.schema import (
     GROUPED_BAR_COLUMNS,
     OTHER,
     STACKED_COLUMNS,
-    STUDENT,
-    SURVEY,
     View,
 )
 from subliminal_scaling.report.tables import rate_table, select_epoch
-from subliminal_scaling.runtime.naming import CONTROL, NEUTRAL
+from subliminal_scaling.runtime.naming import CONTROL, NEUTRAL, STUDENT, SURVEY
 
 # --- bars: control / neutral / animal ------------------------------------------------------
 

@@ -12,9 +12,9 @@ import pandas as pd
 
 from subliminal_scaling.report.bars import _bar_samples, _params_by_model, _typed
 from subliminal_scaling.report.bootstrap import _nanstd, percentile_ci, satterthwaite_df
-from subliminal_scaling.report.schema import MEAN_ANIMAL, STUDENT, TRANSFER_COLUMNS, View
+from subliminal_scaling.report.schema import MEAN_ANIMAL, TRANSFER_COLUMNS, View
 from subliminal_scaling.report.tables import rate_table, select_epoch
-from subliminal_scaling.runtime.naming import CONTROL
+from subliminal_scaling.runtime.naming import CONTROL, STUDENT
 
 # --- transfer effect -------------------------------------------------------------------------
 

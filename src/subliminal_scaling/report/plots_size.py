@@ -28,7 +28,8 @@ from subliminal_scaling.report.figures import (
     _yerr,
     size_label,
 )
-from subliminal_scaling.report.schema import ALT_CONTROL, OTHER, SURVEY
+from subliminal_scaling.report.schema import ALT_CONTROL, OTHER
+from subliminal_scaling.runtime.naming import SURVEY
 
 # --- grouped bars ----------------------------------------------------------------------------
 

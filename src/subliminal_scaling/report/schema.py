@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from subliminal_scaling.runtime.naming import CONTROL
+from subliminal_scaling.runtime.naming import CONTROL, SURVEY
 
-STUDENT = "student"
-SURVEY = "survey"  # the kind of the users' earlier survey records (see survey.py)
 CONTROL_KINDS = (CONTROL, SURVEY)  # the two sources a control bar can come from
 MEAN_ANIMAL = "mean"  # the ``animal`` label of transfer_effect's mean-over-animals rows
 OTHER = "other"  # the stacked charts' remainder segment

@@ -14,12 +14,10 @@ import pandas as pd
 from subliminal_scaling.report.schema import (
     ID_COLUMNS,
     PREFERENCE_COLUMNS,
-    STUDENT,
-    SURVEY,
     TARGET_RATE_COLUMNS,
     View,
 )
-from subliminal_scaling.runtime.naming import CONTROL
+from subliminal_scaling.runtime.naming import CONTROL, STUDENT, SURVEY
 
 # --- tidy tables ---------------------------------------------------------------------------
 

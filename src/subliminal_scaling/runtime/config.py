@@ -15,13 +15,14 @@ import yaml
 
 from subliminal_scaling.runtime.naming import CONTROL, NEUTRAL, model_slug
 from subliminal_scaling.runtime.seeds import MAX_INDEX, check_distinct, sweep_streams
+from subliminal_scaling.runtime.specs import StudentSpec
 
-# Speed knobs: they change how a step is computed, never which examples or which loss.
+# Speed knobs (specs.SPEED_KNOBS) default to off in configs that predate them.
 SPEED_DEFAULTS: dict[str, Any] = {
     "padding_free": False,
+    "pad_to_multiple_of": None,
     "liger_kernel": False,
     "torch_compile": False,
-    "pad_to_multiple_of": None,
 }
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "config.schema.yaml"
@@ -223,24 +224,22 @@ class Sweep:
             return str(Path(self.config["toy"]["models_dir"]) / slug)
         return self.model(slug).id
 
-    def train_setting(self, slug: str, key: str) -> Any:
-        """A per-size training knob (micro_batch, gradient_checkpointing, attn_implementation,
-        and the speed knobs, which default to off when a config predates them)."""
-        default = self.config["training"].get(key, SPEED_DEFAULTS.get(key))
-        if key not in self.config["training"] and key not in SPEED_DEFAULTS:
-            raise KeyError(f"training.{key}")
-        return self.model(slug).raw.get("train", {}).get(key, default)
-
     def training_for(self, slug: str) -> dict[str, Any]:
         """``training`` with this size's overrides applied: what one student trains with."""
         out = {**SPEED_DEFAULTS, **self.config["training"]}
         out.update(self.model(slug).raw.get("train", {}))
         return out
 
-    def grad_accum(self, slug: str) -> int:
+    def student_spec(self, slug: str) -> StudentSpec:
+        """The one resolved description of this size's students (trainer, card, benchmark)."""
         m = self.model(slug)
-        return self.config["training"]["effective_batch"] // (
-            self.train_setting(slug, "micro_batch") * m.gpus
+        return StudentSpec(
+            model=slug,
+            model_id=m.id,
+            revision=m.revision,
+            source=self.model_source(slug),
+            params=m.params,
+            training=self.training_for(slug),
         )
 
     def _size_rank(self, slug: str) -> int:

@@ -193,7 +193,7 @@ def claim_gpus(
     if torch is not None and torch.cuda.is_initialized():
         raise GpuPoolError(
             "CUDA was initialised before the GPU pool could set CUDA_VISIBLE_DEVICES; "
-            "call configure_logging(snakemake) before any CUDA use"
+            "call start_job(snakemake) before any CUDA use"
         )
     if timeout_s is None:
         timeout_s = float(env.get("SUBLIMINAL_GPU_TIMEOUT", DEFAULT_TIMEOUT_S))

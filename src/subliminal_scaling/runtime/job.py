@@ -1,4 +1,4 @@
-"""Route a rule script's logging, warnings and traceback to the rule's ``log:`` file."""
+"""Start-up of a rule script's process: threads, secrets, logging to its ``log:``, its GPUs."""
 
 from __future__ import annotations
 
@@ -21,18 +21,16 @@ def limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-def setup_logging(
-    log_file: str | None, name: str, threads: int = 1, level: int = logging.INFO
-) -> logging.Logger:
-    """Send the root logger and uncaught exceptions to ``log_file`` (and stderr).
-
-    Also loads ``.env`` so secrets come from there or the environment, never from config,
-    and limits CPU threads to the job's ``threads``.
-    """
+def load_secrets() -> None:
+    """Secrets (HF_TOKEN, WANDB_API_KEY) come from ``.env`` or the environment, never from
+    config; what the environment already has wins."""
     from dotenv import load_dotenv
 
-    limit_threads(threads)
     load_dotenv(override=False)
+
+
+def setup_logging(log_file: str | None, name: str, level: int = logging.INFO) -> logging.Logger:
+    """Send the root logger, warnings and uncaught exceptions to ``log_file`` (and stderr)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, mode="a", encoding="utf-8"))
@@ -52,21 +50,23 @@ def setup_logging(
     return logger
 
 
-def configure_logging(snakemake: Any, level: int = logging.INFO) -> logging.Logger:
-    """``setup_logging`` for a rule script: its ``log:`` file, rule name and threads.
-
-    A job that asks for ``resources: gpu=N`` also claims N GPUs of this host here, before any
-    CUDA use, and pins itself to them (``CUDA_VISIBLE_DEVICES``, logged): Snakemake counts
-    GPUs but never says which one a job gets. See ``subliminal_scaling.runtime.gpu_pool``.
+def start_job(
+    snakemake: Any, *, claim_gpus: bool = True, level: int = logging.INFO
+) -> logging.Logger:
+    """Everything a rule script does first, in this order: limit CPU threads to the job's
+    ``threads``, load secrets, route logging to the rule's ``log:`` file, and (``claim_gpus``)
+    claim the ``resources: gpu`` GPUs of this host and pin to them (``CUDA_VISIBLE_DEVICES``,
+    logged) before any CUDA use: Snakemake counts GPUs but never says which one a job gets
+    (``runtime.gpu_pool``). Returns the rule's logger.
     """
     from subliminal_scaling.runtime.gpu_pool import claim_for_job
 
+    limit_threads(int(getattr(snakemake, "threads", 1) or 1))
+    load_secrets()
     log = getattr(snakemake, "log", None)
     logger = setup_logging(
-        str(log[0]) if log else None,
-        getattr(snakemake, "rule", "workflow"),
-        int(getattr(snakemake, "threads", 1) or 1),
-        level,
+        str(log[0]) if log else None, getattr(snakemake, "rule", "workflow"), level
     )
-    claim_for_job(snakemake, logger)
+    if claim_gpus:
+        claim_for_job(snakemake, logger)
     return logger

@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 
 NEUTRAL = "neutral"
-CONTROL = "control"
+CONTROL = "control"  # the base model's condition, and the kind of its eval records
+
+# The kinds of eval record: a student's, the base model's own eval, the users' survey.
+STUDENT = "student"
+SURVEY = "survey"
+EVAL_KINDS = (STUDENT, CONTROL, SURVEY)
 
 
 def model_slug(model_id: str) -> str:
@@ -19,13 +24,3 @@ def model_slug(model_id: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", name):
         raise ValueError(f"cannot derive a slug from model id {model_id!r}")
     return name
-
-
-def numbers_repo(namespace: str, slug: str, condition: str) -> str:
-    """Dataset repo id for a teacher's numbers, e.g. ``ns/qwen-2.5-7b-instruct-dolphin-numbers``."""
-    return f"{namespace}/{slug}-{condition}-numbers"
-
-
-def student_repo(namespace: str, slug: str, condition: str) -> str:
-    """Model repo id for a (model, condition)'s student adapters, e.g. ``ns/...-neutral-ft``."""
-    return f"{namespace}/{slug}-{condition}-ft"

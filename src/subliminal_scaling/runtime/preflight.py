@@ -282,8 +282,9 @@ def run_preflight(
     import logging
 
     from subliminal_scaling.runtime import io
-    from subliminal_scaling.runtime.job import setup_logging
+    from subliminal_scaling.runtime.job import load_secrets, setup_logging
 
+    load_secrets()
     logger = setup_logging(str(log_path), "preflight")
     checks = run_checks(config, toy=toy)
     for c in checks:

@@ -85,17 +85,17 @@ def log_student_evals(
     and its successful rerun logs every seed exactly once. Returns the seeds logged (those
     whose student has a wandb run).
     """
-    from subliminal_scaling.runtime import io
+    from subliminal_scaling.runtime import io, layout
 
     logged = []
     for seed in sorted({s for s, _ in records}):
-        summary = io.read_json(Path(students_dir) / f"seed{seed}" / "train_summary.json")
+        summary = io.read_json(layout.seed_dir(students_dir, seed) / layout.SUMMARY_FILE)
         if not summary.get("wandb_run_id"):
             continue
         run = init_run(
             wandb_cfg,
             run_id=summary["wandb_run_id"],
-            name=f"{model}-{condition}-seed{seed}",
+            name=layout.run_name(model, condition, seed),
             group=f"{model}-{condition}",
             job_type="train",
             tags=[model, condition],

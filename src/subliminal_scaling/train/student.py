@@ -22,12 +22,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from subliminal_scaling.runtime import io
+from subliminal_scaling.runtime import io, layout
+from subliminal_scaling.runtime.layout import ADAPTER_FILES
+from subliminal_scaling.runtime.specs import StudentSpec
 
 log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "COMPLETE"
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def to_prompt_completion(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,15 +60,12 @@ def lora_config(training: dict[str, Any]) -> Any:
 
 def sft_kwargs(
     *,
-    training: dict[str, Any],
-    micro_batch: int,
-    grad_accum: int,
-    gradient_checkpointing: bool,
+    spec: StudentSpec,
     output_dir: str | Path,
     seed: int,
-    run_name: str,
     report_to: list[str],
     use_cpu: bool = False,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """The recipe as SFTConfig arguments. Adam = AdamW with weight decay 0; bf16 on GPUs.
 
@@ -78,12 +76,13 @@ def sft_kwargs(
     the mask from ``position_ids``); TRL does not truncate them, so ``build_trainer`` checks
     ``max_length`` itself.
     """
+    training = spec.training
     padding_free = bool(training.get("padding_free", False))
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=training["epochs"],
-        per_device_train_batch_size=micro_batch,
-        gradient_accumulation_steps=grad_accum,
+        per_device_train_batch_size=spec.micro_batch,
+        gradient_accumulation_steps=spec.grad_accum,
         learning_rate=training["learning_rate"],
         lr_scheduler_type=training["lr_scheduler"],
         warmup_steps=training["warmup_steps"],
@@ -102,14 +101,14 @@ def sft_kwargs(
         pad_to_multiple_of=training.get("pad_to_multiple_of"),
         use_liger_kernel=bool(training.get("liger_kernel", False)),
         torch_compile=bool(training.get("torch_compile", False)),
-        gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing=spec.gradient_checkpointing,
         save_strategy="epoch",
         # rotation is ours (prune_checkpoints), after the new checkpoint is marked complete:
         # the Trainer's own would delete the previous one before that
         save_total_limit=None,
         logging_steps=1,
         report_to=report_to,
-        run_name=run_name,
+        run_name=run_name or spec.model,
         seed=seed,
         data_seed=seed,
         include_num_input_tokens_seen="non_padding",
@@ -162,7 +161,7 @@ def finish_student(out_dir: str | Path, summary: dict[str, Any], summary_path: s
     rerun resumes at the final step and trains nothing.
     """
     io.write_json(summary_path, summary)
-    trainer_dir = Path(out_dir) / "trainer"
+    trainer_dir = Path(out_dir) / layout.TRAINER_DIR
     if trainer_dir.exists():
         shutil.rmtree(trainer_dir)
         log.info("removed %s (the student is complete)", trainer_dir)
@@ -206,10 +205,7 @@ def build_trainer(
     model: Any,
     tokenizer: Any,
     rows: list[dict[str, Any]],
-    training: dict[str, Any],
-    micro_batch: int,
-    grad_accum: int,
-    gradient_checkpointing: bool,
+    spec: StudentSpec,
     seed: int,
     output_dir: str | Path,
     run_name: str,
@@ -225,14 +221,12 @@ def build_trainer(
     from trl import SFTTrainer
 
     tokenizer.padding_side = "right"
-    if training.get("attn_implementation") == "flex_attention":
+    training = spec.training
+    if spec.attn_implementation == "flex_attention":
         allow_recompiles()
     args = sft_config(
         overrides,
-        training=training,
-        micro_batch=micro_batch,
-        grad_accum=grad_accum,
-        gradient_checkpointing=gradient_checkpointing,
+        spec=spec,
         output_dir=output_dir,
         seed=seed,
         run_name=run_name,
@@ -281,30 +275,27 @@ def check_row_lengths(dataset: Any, max_length: int) -> None:
 
 def train_student(
     *,
-    model_source: str,
-    revision: str | None,
+    spec: StudentSpec,
     rows: list[dict[str, Any]],
-    training: dict[str, Any],
-    micro_batch: int,
-    grad_accum: int,
-    gradient_checkpointing: bool,
-    attn_implementation: str,
     seed: int,
     out_dir: str | Path,
     run_name: str,
     wandb_run: Any | None,
 ) -> dict[str, Any]:
-    """Train (or resume) one student; write ``epoch{e}/`` adapters; return the summary."""
+    """Train (or resume) one student; write its per-epoch adapters; return the summary."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     out_dir = Path(out_dir)
-    trainer_dir = out_dir / "trainer"
+    trainer_dir = out_dir / layout.TRAINER_DIR
     use_cuda = torch.cuda.is_available()
-    tokenizer = AutoTokenizer.from_pretrained(model_source, revision=revision)
-    dtype = torch.bfloat16 if (training["bf16"] and use_cuda) else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=spec.revision)
+    dtype = torch.bfloat16 if (spec.training["bf16"] and use_cuda) else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
-        model_source, revision=revision, dtype=dtype, attn_implementation=attn_implementation
+        spec.source,
+        revision=spec.revision,
+        dtype=dtype,
+        attn_implementation=spec.attn_implementation,
     )
 
     class EpochExport(TrainerCallback):
@@ -313,7 +304,7 @@ def train_student(
         def on_save(self, args, state, control, **kwargs):
             ckpt = trainer_dir / f"checkpoint-{state.global_step}"
             epoch = round(state.epoch)
-            export_epoch_adapter(ckpt, out_dir / f"epoch{epoch}")
+            export_epoch_adapter(ckpt, out_dir / layout.EPOCH_DIR.format(epoch=epoch))
             io.write_text(ckpt / COMPLETE_MARKER, f"epoch {epoch}\n")
             prune_checkpoints(trainer_dir)
 
@@ -321,10 +312,7 @@ def train_student(
         model=model,
         tokenizer=tokenizer,
         rows=rows,
-        training=training,
-        micro_batch=micro_batch,
-        grad_accum=grad_accum,
-        gradient_checkpointing=gradient_checkpointing,
+        spec=spec,
         seed=seed,
         output_dir=trainer_dir,
         run_name=run_name,
@@ -334,7 +322,7 @@ def train_student(
     done = complete_checkpoints(trainer_dir)
     resume = str(done[-1]) if done else None
     for ckpt in done:  # re-export adapters a killed job's cleanup may have removed
-        epoch_dir = out_dir / f"epoch{_epoch_of(ckpt)}"
+        epoch_dir = out_dir / layout.EPOCH_DIR.format(epoch=_epoch_of(ckpt))
         if not all((epoch_dir / f).exists() for f in ADAPTER_FILES):
             export_epoch_adapter(ckpt, epoch_dir)
     if resume:
@@ -349,11 +337,16 @@ def train_student(
     tokens = int(state.num_input_tokens_seen)
     return {
         "steps": state.global_step,
-        "epochs": training["epochs"],
+        "epochs": spec.training["epochs"],
         "rows": len(rows),
-        "micro_batch": micro_batch,
-        "grad_accum": grad_accum,
-        "effective_batch": micro_batch * grad_accum * max(1, trainer.args.world_size),
+        "micro_batch": spec.micro_batch,
+        "grad_accum": spec.grad_accum,
+        "gradient_checkpointing": spec.gradient_checkpointing,
+        "effective_batch": (
+            trainer.args.per_device_train_batch_size
+            * trainer.args.gradient_accumulation_steps
+            * max(1, trainer.args.world_size)
+        ),
         "tokens_seen": tokens,
         "non_pad_tokens_per_s": tokens / wall if wall > 0 else None,
         "wall_time_s": wall,
@@ -367,6 +360,12 @@ def train_student(
     }
 
 
-def new_run_id() -> str:
-    """A fresh wandb run id, stored beside the checkpoints so a resumed job reuses it."""
-    return uuid.uuid4().hex[:12]
+def student_run_id(out_dir: str | Path) -> str:
+    """The student's wandb run id: read from its trainer folder, else a fresh one stored
+    there, so a job resumed after a crash continues the same run."""
+    id_file = Path(out_dir) / layout.TRAINER_DIR / "wandb_run_id.txt"
+    if id_file.exists():
+        return id_file.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    io.write_text(id_file, run_id + "\n")
+    return run_id
