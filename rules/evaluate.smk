@@ -18,6 +18,8 @@ rule evaluate_student:
         ),
     log:
         "results/logs/evaluate_student/{model}/{condition}.log",
+    benchmark:
+        "results/benchmarks/evaluate_student/{model}/{condition}.tsv"
     priority: lambda wc: SWEEP.eval_priority(wc.model)
     conda:
         ENV
@@ -53,6 +55,8 @@ rule evaluate_control:
         CONTROL_EVAL,
     log:
         "results/logs/evaluate_control/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate_control/{model}.tsv"
     priority: lambda wc: SWEEP.eval_priority(wc.model)
     conda:
         ENV

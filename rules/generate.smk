@@ -39,6 +39,8 @@ rule generate_numbers:
         meta=GEN_META,
     log:
         "results/logs/generate_numbers/{model}/{condition}.log",
+    benchmark:
+        "results/benchmarks/generate_numbers/{model}/{condition}.tsv"
     priority: lambda wc: SWEEP.generation_priority(wc.model)
     conda:
         ENV

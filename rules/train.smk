@@ -16,6 +16,8 @@ rule train_student:
         ),
     log:
         "results/logs/train_student/{model}/{condition}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_student/{model}/{condition}/seed{seed}.tsv"
     priority: lambda wc: SWEEP.train_priority(wc.model, wc.condition)
     conda:
         ENV

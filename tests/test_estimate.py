@@ -8,7 +8,9 @@ import json
 import pytest
 
 from subliminal_scaling.planning import estimate
-from subliminal_scaling.planning.estimate import EstimateError, Job, wall_clock
+from subliminal_scaling.planning.estimate import EstimateError, wall_clock
+from subliminal_scaling.planning.measured import measured_table, read_run_benchmarks
+from subliminal_scaling.planning.replay import Job, replay
 from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep
 
 from .conftest import REPO
@@ -68,7 +70,7 @@ def test_training_hours_follow_the_matching_benchmark_row(bench):
     jobs, notes = estimate.build_jobs(sweep, train, sample)
     t = sweep.config["training"]
     per_student_h = t["n_rows"] * t["epochs"] * 100.0 / 10_000.0 / 3600
-    training = [j for j in jobs if j.stage == "training"]
+    training = [j for j in jobs if j.rule == "training"]
     assert len(training) == 480
     # the faster 7B row has other settings (micro-batch 7), so it is not used
     assert sum(j.seconds for j in training) / 3600 == pytest.approx(480 * per_student_h)
@@ -76,7 +78,9 @@ def test_training_hours_follow_the_matching_benchmark_row(bench):
     # sampling: measured at 0.5B and 7B, linear in parameters in between
     ev = sweep.config["evaluation"]
     per_eval_05 = 50 * 100 * 1e-3 * ev["sampling"]["max_new_tokens"]
-    control = {j.slug: j.seconds for j in jobs if j.condition == "control"}
+    control = {
+        j.wildcards["model"]: j.seconds for j in jobs if j.wildcards["condition"] == "control"
+    }
     assert control["qwen-2.5-0.5b-instruct"] == pytest.approx(per_eval_05)
     assert (
         control["qwen-2.5-0.5b-instruct"]
@@ -94,19 +98,25 @@ def test_an_unmeasured_setting_is_an_error_not_a_guess(bench, real_config):
 
 
 def test_wall_clock_replays_priorities_and_dependencies():
-    jobs = [Job("training", "m", "c", 3600, 1, name=f"t{i}") for i in range(4)]
+    jobs = [Job(f"t{i}", "training", priority=1, seconds=3600) for i in range(4)]
     assert wall_clock(jobs, 1) == pytest.approx(4 * 3600)
     assert wall_clock(jobs, 2) == pytest.approx(2 * 3600)
     # an evaluation waits for both its students even when a GPU is free
     chain = [
-        Job("training", "m", "c", 100, 5, name="a"),
-        Job("training", "m", "c", 300, 5, name="b"),
-        Job("evaluation", "m", "c", 10, 9, ["a", "b"], name="e"),
+        Job("a", "training", priority=5, seconds=100),
+        Job("b", "training", priority=5, seconds=300),
+        Job("e", "evaluation", priority=9, seconds=10, needs=["a", "b"]),
     ]
     assert wall_clock(chain, 8) == pytest.approx(310)
-    # higher priority first: the long job starts first on one GPU, the short one after it
-    order = [Job("g", "m", "c", 50, 1, name="low"), Job("g", "m", "c", 70, 2, name="high")]
+    # higher priority first: on one GPU the high-priority job runs first, then the other
+    order = [Job("low", "g", priority=1, seconds=50), Job("high", "g", priority=2, seconds=70)]
+    assert [j.name for _, _, j in replay(order, 1)] == ["high", "low"]
     assert wall_clock(order, 1) == pytest.approx(120)
+    # a two-GPU job waits until two GPUs are free; a job needing what no job makes is an error
+    wide = [Job("one", "t", seconds=10), Job("two", "t", gpu=2, seconds=5, priority=9)]
+    assert [(s, j.name) for s, _, j in replay(wide, 2)] == [(0.0, "two"), (5.0, "one")]
+    with pytest.raises(EstimateError, match="waits on nowhere"):
+        wall_clock([Job("x", "t", needs=["nowhere"])], 1)
 
 
 def test_cli_prints_the_table_and_fails_cleanly(bench, capsys):
@@ -117,3 +127,26 @@ def test_cli_prints_the_table_and_fails_cleanly(bench, capsys):
     assert "| **sweep** |" in out and "wall-clock on 8 GPU(s)" in out
     assert estimate.main(["--config", cfg, "--bench", str(paths[1])]) == 2
     assert "no student-training benchmark" in capsys.readouterr().err
+
+
+def test_measured_costs_come_from_the_runs_benchmark_files(tmp_path, toy_config, capsys):
+    """The GPU rules' benchmark: files (Snakemake's TSV, seconds in column s) give the cost
+    so far and a projection per size and rule."""
+    root = tmp_path / "benchmarks"
+    header = "s\th:m:s\tmax_rss\n"
+    for seed, secs in ((1, 30.0), (2, 50.0)):
+        f = root / "train_student" / "qwen-2.5-toy-s-instruct" / "cat" / f"seed{seed}.tsv"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(header + f"{secs}\t0:00:30\t100\n")
+    (root / "evaluate_control").mkdir(parents=True)
+    (root / "evaluate_control" / "qwen-2.5-toy-s-instruct.tsv").write_text(header + "36\tx\t1\n")
+    measured = read_run_benchmarks(root)
+    assert measured[("train_student", "qwen-2.5-toy-s-instruct")] == [30.0, 50.0]
+    table = measured_table(Sweep(toy_config), measured)
+    # 2 of the toy's 4 students per size (neutral + cat, 2 seeds): mean 40 s, 4 x 40 s projected
+    assert "| qwen-2.5-toy-s-instruct | train_student | 2 / 4 | 40 | 0.02 | 0.04 |" in table
+    assert "| qwen-2.5-toy-s-instruct | evaluate_control | 1 / 1 | 36 | 0.01 | 0.01 |" in table
+    assert "| qwen-2.5-toy-l-instruct | train_student | 0 / 4 | – | 0.0 | not measured |" in table
+    cfg = str(REPO / "config" / "toy.yaml")
+    assert estimate.main(["--config", cfg, "--measured", str(root), "--disk"]) == 0
+    assert "measured in" in capsys.readouterr().out

@@ -1,4 +1,6 @@
-"""Every chart writes a non-empty PNG and SVG, on complete and on partial synthetic data."""
+"""Every chart draws its table: bar heights, positions and colours, points and fitted curves
+read back from the matplotlib objects, on complete and on partial synthetic data (a blank
+figure fails), and writes a PNG and an SVG."""
 
 from __future__ import annotations
 
@@ -6,17 +8,27 @@ import re
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
+from matplotlib.container import BarContainer
 
 from subliminal_scaling.report.bars import grouped_bar_data, stacked_data
 from subliminal_scaling.report.effects import transfer_effect
-from subliminal_scaling.report.figures import coverage_note, coverage_title, size_label
+from subliminal_scaling.report.figures import (
+    ANIMAL_STYLE,
+    CONTROL_STYLE,
+    FORM_LABELS,
+    NEUTRAL_STYLE,
+    coverage_note,
+    coverage_title,
+    size_label,
+)
 from subliminal_scaling.report.plots_scaling import (
     plot_effect_per_animal,
     plot_effect_per_epoch,
     plot_scaling,
 )
 from subliminal_scaling.report.plots_size import plot_grouped_bars, plot_stacked
-from subliminal_scaling.report.scaling import fit_scaling
+from subliminal_scaling.report.scaling import fit_scaling, predict
 from subliminal_scaling.report.tables import coverage, tidy_tables
 
 ANIMALS = ["cat", "dog", "owl", "eagle"]
@@ -91,19 +103,51 @@ def test_size_label():
     assert size_label("qwen-2.5-32b-instruct") == "32B"
     assert size_label("toy-model", 1.2e7) == "12M"
     assert size_label("toy-model", 7.62e9) == "7.62B"
-    assert size_label("qwen-2.5-toy-s-instruct", 40_320) == "40.3k"
+    assert size_label("qwen-2.5-toy-s-instruct", 40_192) == "40.2k"
+
+
+def _bars(ax):
+    """label -> BarContainer of every bar series drawn on ``ax``."""
+    return {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
+
+
+def _x(patch):
+    return patch.get_x() + patch.get_width() / 2
 
 
 def test_grouped_bars(tmp_path, tables):
     data = grouped_bar_data(tables[1], ANIMALS, n_boot=50, models=[*PARAMS, "qwen-2.5-72b"])
     one = data[data["model"] == "qwen-2.5-32b-instruct"]
     assert one["missing"].any()
-    plot_grouped_bars(one, *_out(tmp_path, "bars"), title="32B test")
+    fig = plot_grouped_bars(one, *_out(tmp_path, "bars"), title="32B test")
     _check(tmp_path, "bars")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ANIMALS
+    drawn = _bars(ax)
+    series = {
+        "control": ("Base model (not finetuned)", CONTROL_STYLE),
+        "neutral": ("Students of the neutral teacher", NEUTRAL_STYLE),
+        "animal": ("Students of the teacher that loves this animal", ANIMAL_STYLE),
+    }
+    assert set(drawn) == {label for label, _ in series.values()}
+    for bar, (label, style) in series.items():
+        rows = one[one["bar"] == bar].set_index("animal").reindex(ANIMALS)
+        present = rows[~rows["missing"]]
+        patches = drawn[label].patches
+        # one bar per animal with data, as tall as its rate, in the animal's slot, in its style
+        assert [p.get_height() for p in patches] == pytest.approx(present["rate"] * 100)
+        slots = [ANIMALS.index(a) for a in present.index]
+        assert [round(_x(p)) for p in patches] == slots
+        assert {to_hex(p.get_facecolor()) for p in patches} == {style["facecolor"]}
+    # the 32B owl students are missing: no bar, a visible "missing" mark instead
+    assert "owl" not in one[(one["bar"] == "animal") & ~one["missing"]]["animal"].tolist()
+    assert "missing" in [t.get_text() for t in ax.texts]
     nothing = data[data["model"] == "qwen-2.5-72b"]
     assert nothing["missing"].all()
-    plot_grouped_bars(nothing, *_out(tmp_path, "bars_empty"), title=None)
+    fig = plot_grouped_bars(nothing, *_out(tmp_path, "bars_empty"), title=None)
     _check(tmp_path, "bars_empty")
+    assert all(not c.patches for c in _bars(fig.axes[0]).values())
+    assert "no data yet" in [t.get_text() for t in fig.axes[0].texts]
     with pytest.raises(ValueError, match="one model"):
         plot_grouped_bars(data, *_out(tmp_path, "x"))
 
@@ -111,11 +155,29 @@ def test_grouped_bars(tmp_path, tables):
 def test_stacked(tmp_path, tables):
     data = stacked_data(tables[0], "qwen-2.5-32b-instruct", ANIMALS)
     assert data.loc[data["variant"] == "owl", "missing"].all()
-    plot_stacked(data, *_out(tmp_path, "stacked"))
+    fig = plot_stacked(data, *_out(tmp_path, "stacked"))
     _check(tmp_path, "stacked")
+    (ax,) = fig.axes
+    variants = list(dict.fromkeys(data.sort_values("variant_index")["variant"]))
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["base model" if v == "control" else v for v in variants]
+    drawn = _bars(ax)
+    tops = dict.fromkeys(range(len(variants)), 0.0)
+    for answer, seg in data[~data["missing"]].groupby("answer"):
+        label = "other answers" if answer == "other" else (answer or "(empty answer)")
+        patches = drawn[label].patches
+        seg = seg.set_index("variant").reindex([v for v in variants if v in set(seg["variant"])])
+        assert [p.get_height() for p in patches] == pytest.approx(seg["share"] * 100)
+        for p in patches:
+            tops[round(_x(p))] = max(tops[round(_x(p))], p.get_y() + p.get_height())
+    # every variant with data is a full 100% stack; the owl students' slot is marked missing
+    for i, v in enumerate(variants):
+        assert tops[i] == (0.0 if v == "owl" else pytest.approx(100.0)), v
+    assert "missing" in [t.get_text() for t in ax.texts]
     empty = stacked_data(tables[0], "absent-model", ANIMALS)
-    plot_stacked(empty, *_out(tmp_path, "stacked_empty"))
+    fig = plot_stacked(empty, *_out(tmp_path, "stacked_empty"))
     _check(tmp_path, "stacked_empty")
+    assert all(not c.patches for c in _bars(fig.axes[0]).values())
 
 
 @pytest.mark.parametrize("n_sizes", [0, 1, 2, 6])
@@ -123,20 +185,54 @@ def test_scaling(tmp_path, effects, n_sizes):
     keep = list(PARAMS)[:n_sizes]
     eff = effects[effects["model"].isin(keep)]
     fit = fit_scaling(eff, n_boot=50)
-    plot_scaling(eff, fit, *_out(tmp_path, "scaling"))
+    fig = plot_scaling(eff, fit, *_out(tmp_path, "scaling"))
     _check(tmp_path, "scaling")
-    plot_scaling(eff, None, *_out(tmp_path, "scaling_nofit"))
+    (ax,) = fig.axes
+    mean = eff[eff["animal"] == "mean"].sort_values("params")
+    mean = mean[np.isfinite(mean["effect"].astype(float))]
+    points = [c for c in ax.containers if c.get_label().startswith("measured")]
+    if len(mean):
+        (pts,) = points
+        line = pts.lines[0]
+        assert list(line.get_xdata()) == pytest.approx(mean["params"].tolist())
+        assert list(line.get_ydata()) == pytest.approx((mean["effect"] * 100).tolist())
+    else:
+        assert not points and "no data yet" in [t.get_text() for t in ax.texts]
+    curves = {ln.get_label(): ln for ln in ax.get_lines() if len(ln.get_xdata())}
+    for form, entry in fit["forms"].items():
+        drawn = [ln for label, ln in curves.items() if label.startswith(FORM_LABELS[form])]
+        if entry["fitted"]:  # the curve drawn is the fitted form's prediction
+            (ln,) = drawn
+            want = predict(form, entry["params"], np.asarray(ln.get_xdata())) * 100
+            assert list(ln.get_ydata()) == pytest.approx(want.tolist())
+        else:
+            assert not drawn
+    fig = plot_scaling(eff, None, *_out(tmp_path, "scaling_nofit"))
     _check(tmp_path, "scaling_nofit")
+    assert not [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) > 10]
 
 
 def test_effect_per_animal(tmp_path, effects):
     assert effects["missing"].any()
-    plot_effect_per_animal(effects, *_out(tmp_path, "per_animal"))
+    fig = plot_effect_per_animal(effects, *_out(tmp_path, "per_animal"))
     _check(tmp_path, "per_animal")
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert list(panels) == ANIMALS
+    for animal, ax in panels.items():
+        rows = effects[(effects["animal"] == animal) & ~effects["missing"]].sort_values("params")
+        (pts,) = [c for c in ax.containers if hasattr(c, "lines")]
+        line = pts.lines[0]
+        assert list(line.get_xdata()) == pytest.approx(rows["params"].tolist())
+        assert list(line.get_ydata()) == pytest.approx((rows["effect"] * 100).tolist())
+    # the 32B owl students are missing: the panel marks that size instead of a point
+    owl = panels["owl"]
+    marks = [ln for ln in owl.get_lines() if ln.get_marker() == "x"]
+    assert [ln.get_xdata()[0] for ln in marks] == [PARAMS["qwen-2.5-32b-instruct"]]
     # an incomplete last row of panels, and a model with no data at all for one animal
     few = effects[effects["animal"] != "eagle"]
-    plot_effect_per_animal(few, *_out(tmp_path, "per_animal_few"), animals=["cat", "owl"])
+    fig = plot_effect_per_animal(few, *_out(tmp_path, "per_animal_few"), animals=["cat", "owl"])
     _check(tmp_path, "per_animal_few")
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["cat", "owl"]
 
 
 def test_effect_per_epoch(tmp_path, tables):

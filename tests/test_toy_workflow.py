@@ -175,6 +175,17 @@ def test_results_figures_and_report(toy_run):
         assert f"| {m} | {cut['evals']} | {100 * cut['mean']:.2f}% |" in report
 
 
+def test_every_gpu_job_leaves_a_benchmark_file_the_estimator_reads(toy_run):
+    from subliminal_scaling.planning.measured import RULES, expected_jobs, read_run_benchmarks
+
+    wf, sweep, _ = toy_run
+    measured = read_run_benchmarks(wf / "results" / "benchmarks")
+    for m in sweep.slugs:
+        for rule in RULES:
+            secs = measured[(rule, m)]
+            assert len(secs) == expected_jobs(sweep, rule) and all(s > 0 for s in secs), rule
+
+
 def test_snakemake_report_gathers_the_figures(toy_run):
     wf = toy_run[0]
     res = snakemake(wf, "--report", "results/report.html", "--cores", "1")

@@ -16,14 +16,16 @@ Every number printed says where it came from; nothing is made up when a size is 
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from subliminal_scaling.planning.disk import disk_plan, render_plan
+from subliminal_scaling.planning.measured import measured_table, read_run_benchmarks
+from subliminal_scaling.planning.replay import Job, ReplayError
+from subliminal_scaling.planning.replay import wall_clock as replay_wall_clock
 from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
 
 SIZES = ("0.5B", "1.5B", "3B", "7B", "14B", "32B")  # benchmark size labels
@@ -43,18 +45,18 @@ class TrainRate:
     matches_config: bool
 
 
-@dataclass
-class Job:
-    stage: str
-    slug: str
-    condition: str
-    seconds: float
-    priority: int
-    needs: list[str] = field(default_factory=list)
-    name: str = ""
+def _job(
+    stage: str, slug: str, condition: str, seconds: float, priority: int,
+    needs: list[str] | None = None, name: str = "",
+) -> Job:  # fmt: skip
+    return Job(
+        name=name, rule=stage, priority=priority, gpu=1, seconds=seconds, needs=needs or [],
+        wildcards={"model": slug, "condition": condition},
+    )  # fmt: skip
 
 
-def size_label(model_id: str) -> str:
+def benchmark_size(model_id: str) -> str:
+    """The benchmarks' size label of a model id (``Qwen/Qwen2.5-7B-Instruct`` -> ``7B``)."""
     for label in SIZES:
         if f"-{label}-".lower() in model_id.lower():
             return label
@@ -160,13 +162,13 @@ def sample_seconds(
 def build_jobs(sweep: Sweep, train: list[dict], sample: list[dict]) -> tuple[list[Job], list[str]]:
     """Every GPU job of the sweep with its estimated seconds, and the provenance notes."""
     cfg = sweep.config
-    params = {size_label(m.id): m.params for m in sweep.models}
+    params = {benchmark_size(m.id): m.params for m in sweep.models}
     notes: list[str] = []
     jobs: list[Job] = []
     gen, ev, tr = cfg["generation"], cfg["evaluation"], cfg["training"]
     n_answers = (ev["n_questions"] or 50) * (ev["samples_per_question"] or 100)
     for m in sweep.models:
-        size = size_label(m.id)
+        size = benchmark_size(m.id)
         settings = sweep.training_for(m.slug)
         rate = train_rate(train, size, settings)
         notes.append(f"train {size}: {rate.tokens_per_s:,.0f} tok/s ({rate.source})")
@@ -185,53 +187,38 @@ def build_jobs(sweep: Sweep, train: list[dict], sample: list[dict]) -> tuple[lis
         for c in sweep.conditions:
             g = f"gen/{m.slug}/{c}"
             jobs.append(
-                Job("generation", m.slug, c, gen_s, sweep.generation_priority(m.slug), name=g)
+                _job("generation", m.slug, c, gen_s, sweep.generation_priority(m.slug), name=g)
             )
             students = [f"train/{m.slug}/{c}/{s}" for s in sweep.seeds]
             prio = sweep.train_priority(m.slug, c)
-            jobs += [Job("training", m.slug, c, student_s, prio, [g], t) for t in students]
+            jobs += [_job("training", m.slug, c, student_s, prio, [g], t) for t in students]
             n_evals = len(sweep.seeds) * tr["epochs"]
             ev_prio = sweep.eval_priority(m.slug)
             name = f"eval/{m.slug}/{c}"
-            jobs.append(Job("evaluation", m.slug, c, ev_s * n_evals, ev_prio, students, name))
+            jobs.append(_job("evaluation", m.slug, c, ev_s * n_evals, ev_prio, students, name))
         name = f"eval/{m.slug}/control"
         jobs.append(
-            Job("evaluation", m.slug, "control", ev_s, sweep.eval_priority(m.slug), [], name)
+            _job("evaluation", m.slug, "control", ev_s, sweep.eval_priority(m.slug), [], name)
         )
     return jobs, notes
 
 
 def wall_clock(jobs: list[Job], gpus: int) -> float:
-    """Seconds to run ``jobs`` on ``gpus`` GPUs, each free GPU taking the highest-priority
-    job whose inputs are done (how Snakemake schedules them with --resources gpu=G)."""
-    done_at: dict[str, float] = {}
-    pending = list(jobs)
-    free = [0.0] * gpus
-    running: list[tuple[float, str]] = []
-    now = 0.0
-    while pending:
-        ready = [j for j in pending if all(done_at.get(n, 1e30) <= now for n in j.needs)]
-        slots = [i for i, t in enumerate(free) if t <= now]
-        if ready and slots:
-            job = max(ready, key=lambda j: (j.priority, j.seconds))
-            free[slots[0]] = now + job.seconds
-            done_at[job.name] = now + job.seconds
-            heapq.heappush(running, (now + job.seconds, job.name))
-            pending.remove(job)
-            continue
-        later = [t for t in free if t > now] + [t for t, _ in running if t > now]
-        if not later:
-            raise EstimateError("a job waits on an input no job makes")
-        now = min(later)
-    return max(done_at.values(), default=0.0)
+    """Seconds to run ``jobs`` on ``gpus`` GPUs as Snakemake schedules them (``replay``)."""
+    try:
+        return replay_wall_clock(jobs, gpus)
+    except ReplayError as exc:
+        raise EstimateError(str(exc)) from None
 
 
 def summarize(jobs: list[Job]) -> dict[str, dict[str, float]]:
     """GPU-hours per size and stage."""
     table: dict[str, dict[str, float]] = {}
     for j in jobs:
-        row = table.setdefault(j.slug, {"generation": 0.0, "training": 0.0, "evaluation": 0.0})
-        row[j.stage] += j.seconds / 3600
+        row = table.setdefault(
+            j.wildcards["model"], {"generation": 0.0, "training": 0.0, "evaluation": 0.0}
+        )
+        row[j.rule] += j.seconds / 3600
     return table
 
 
@@ -269,13 +256,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", nargs="+", help="benchmark JSON reports")
     p.add_argument("--gpus", nargs="+", type=int, default=[1, 8])
     p.add_argument("--disk", action="store_true", help="only the disk plan (needs no --bench)")
+    p.add_argument(
+        "--measured", help="a run's benchmark: folder (results/benchmarks): its costs so far"
+    )
     args = p.parse_args(argv)
     try:
         config = load_config(args.config)
         sweep = Sweep(config)
-        if not args.disk:
+        if args.measured:
+            if not Path(args.measured).is_dir():
+                raise EstimateError(f"--measured {args.measured}: no such folder")
+            print(f"measured in {args.measured}:")
+            print(measured_table(sweep, read_run_benchmarks(args.measured)), end="\n\n")
+        if not args.disk and (args.bench or not args.measured):
             if not args.bench:
-                raise EstimateError("--bench is required (or --disk for the disk plan only)")
+                raise EstimateError(
+                    "--bench is required (or --disk for the disk plan, --measured for a run's)"
+                )
             train, sample = load_benchmarks(args.bench)
             jobs, notes = build_jobs(sweep, train, sample)
             print(render(sweep, jobs, notes, args.gpus), end="\n\n")

@@ -9,20 +9,12 @@ priority takes a free GPU; CPU jobs never wait) so the order can be shown and te
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
 
-
-@dataclass
-class Job:
-    rule: str
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    wildcards: dict[str, str] = field(default_factory=dict)
-    priority: int = 0
-    gpu: int = 0
+from subliminal_scaling.planning.replay import Job, link_by_files, replay
 
 
 def parse_dryrun(text: str) -> list[Job]:
@@ -33,7 +25,7 @@ def parse_dryrun(text: str) -> list[Job]:
     for line in text.splitlines():
         m = re.match(r"^(?:local)?rule (\w+):$", line)
         if m:
-            current = Job(rule=m.group(1))
+            current = Job(name=f"job{len(jobs)}", rule=m.group(1), gpu=0)
             jobs.append(current)
             continue
         m = re.match(r"^    (\w+): (.*)$", line)
@@ -63,26 +55,12 @@ def parse_dryrun(text: str) -> list[Job]:
 
 
 def gpu_order(jobs: list[Job]) -> list[Job]:
-    """GPU jobs in the order a run with one GPU starts them."""
-    producer = {o: i for i, j in enumerate(jobs) for o in j.outputs}
-    deps = [{producer[f] for f in j.inputs if f in producer} for j in jobs]
-    done: set[int] = set()
-    order: list[Job] = []
-    pending = set(range(len(jobs)))
-    while pending:
-        ready = [i for i in pending if deps[i] <= done]
-        if not ready:
-            raise ValueError("dry-run listing has a job whose inputs are never produced")
-        cpu = [i for i in ready if jobs[i].gpu == 0]
-        if cpu:
-            done.update(cpu)
-            pending.difference_update(cpu)
-            continue
-        best = max(ready, key=lambda i: (jobs[i].priority, -i))
-        order.append(jobs[best])
-        done.add(best)
-        pending.discard(best)
-    return order
+    """GPU jobs in the order a run with one GPU starts them (``planning.replay``; each GPU job
+    counted as one time unit, CPU jobs as none)."""
+    timed = [dataclasses.replace(j, seconds=1.0 if j.gpu else 0.0) for j in jobs]
+    order = replay(link_by_files(timed), gpus=max([1, *(j.gpu for j in timed)]))
+    by_name = {j.name: j for j in jobs}
+    return [by_name[j.name] for _, _, j in order if j.gpu]
 
 
 def summarize(order: list[Job]) -> list[tuple[str, str, int]]:

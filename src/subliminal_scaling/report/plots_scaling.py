@@ -50,7 +50,7 @@ def plot_scaling(
     out_svg: PathLike,
     title: str | None = None,
     note: str = "",
-) -> None:
+) -> Figure:
     """Transfer effect (pp) against model size on a log axis, with each fitted form's curve.
 
     ``effects``: ``analysis.transfer_effect`` output (its mean-over-animals rows are used) or
@@ -131,6 +131,7 @@ def plot_scaling(
             note,
         )
         _save(fig, out_png, out_svg)
+    return fig
 
 
 def plot_effect_per_animal(
@@ -140,7 +141,7 @@ def plot_effect_per_animal(
     title: str | None = None,
     animals: Sequence[str] | None = None,
     note: str = "",
-) -> None:
+) -> Figure:
     """Small multiples: one panel per animal, transfer effect (pp) against model size.
 
     ``effects`` is ``analysis.transfer_effect`` output (final or one epoch). Each panel also
@@ -212,6 +213,7 @@ def plot_effect_per_animal(
                 _no_data(ax)
         _footnote(fig, "× = no data.", _epoch_note(d), CI_NOTE, note)
         _save(fig, out_png, out_svg)
+    return fig
 
 
 def plot_effect_per_epoch(
@@ -221,7 +223,7 @@ def plot_effect_per_epoch(
     title: str | None = None,
     animal: str = MEAN_ANIMAL,
     note: str = "",
-) -> None:
+) -> Figure:
     """Transfer effect (pp) per training epoch, one line (with 95% CI band) per model size.
 
     ``effects`` is ``analysis.transfer_effect(..., epoch="all")``; ``animal`` picks the mean
@@ -278,3 +280,4 @@ def plot_effect_per_epoch(
             fig, "Bands (or whiskers): 95% CI, cluster bootstrap over seeds and questions.", note
         )
         _save(fig, out_png, out_svg)
+    return fig

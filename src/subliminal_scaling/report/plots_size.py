@@ -61,7 +61,7 @@ def plot_grouped_bars(
     title: str | None = None,
     note: str = "",
     final_epoch: int | None = None,
-) -> None:
+) -> Figure:
     """Per animal: base model(s), neutral-teacher students and that animal's students (one model).
 
     ``data`` is ``analysis.grouped_bar_data`` filtered to one model. Rates are drawn in %,
@@ -181,6 +181,7 @@ def plot_grouped_bars(
             )
         _footnote(fig, *notes, note)
         _save(fig, out_png, out_svg)
+    return fig
 
 
 # --- stacked distributions -----------------------------------------------------------------
@@ -197,7 +198,7 @@ def plot_stacked(
     title: str | None = None,
     note: str = "",
     final_epoch: int | None = None,
-) -> None:
+) -> Figure:
     """One 100% bar per model variant (base, neutral, each animal) split into the top answers.
 
     ``data`` is ``analysis.stacked_data`` for one model. The top answers take matplotlib's
@@ -237,6 +238,7 @@ def plot_stacked(
                 color=colour,
                 edgecolor="white",
                 linewidth=0.6,
+                label=label,
             )
             bottom[have] += share[have]
             handles.append(Patch(facecolor=colour, edgecolor="white", label=label))
@@ -293,7 +295,8 @@ def plot_stacked(
             fig,
             _seed_note(seeds),
             _epoch_note(data),
-            "Answers normalised to one word; top answers ranked by mean share over bars.",
+            "Answers normalised: the configured animal they name, else their first word; top "
+            "answers ranked by mean share over bars.",
             (
                 f"'(ep a–b)': some of the variant's students are not evaluated at the last "
                 f"epoch ({final_epoch}) yet and are shown at their latest evaluated epoch."
@@ -303,3 +306,4 @@ def plot_stacked(
             note,
         )
         _save(fig, out_png, out_svg)
+    return fig
