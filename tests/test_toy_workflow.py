@@ -50,8 +50,10 @@ def toy_run(tmp_path_factory):
     return wf, Sweep(config), seconds
 
 
-def test_finishes_within_ten_minutes(toy_run):
-    assert toy_run[2] < 600
+def test_finishes_in_minutes(toy_run):
+    """4.7 minutes on an idle 2-core machine (README); 12 before the toy models were shipped.
+    The bound leaves room for a busier CI machine and still catches a return of the builds."""
+    assert toy_run[2] < 420
 
 
 def test_teacher_numbers(toy_run):
