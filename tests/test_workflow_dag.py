@@ -273,4 +273,6 @@ def test_plots_runs_beside_a_sweep_and_reruns_on_new_evals(snapshot_wf):
     assert (
         "aggregate_snapshot" in {j.rule for j in jobs} and {j.rule for j in jobs} <= SNAPSHOT_RULES
     )
-    assert "Params have changed" in res.stdout and "25 eval files" in res.stdout
+    # the new file is what changed: 16 evals before, 17 now
+    assert "Params have changed" in res.stdout, res.stdout[-4000:]
+    assert "before: '16 eval files" in res.stdout and "now: '17 eval files" in res.stdout
