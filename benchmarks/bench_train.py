@@ -137,7 +137,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, TrainerCallback
 
     from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
-    from subliminal_scaling.train.student import build_trainer
+    from subliminal_scaling.train.student import build_trainer, set_cuda_allocator
 
     size = args.worker
     ref = Path(args.ref)
@@ -164,6 +164,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     shape = {k: v for k, v in shape.items() if not k.endswith("_note")}
     if args.tiny:
         shape = {**shape, **TINY}
+    set_cuda_allocator(training.get("cuda_alloc_conf"))
     use_cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if (training["bf16"] and use_cuda) else torch.float32
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -489,7 +490,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "effective_batch": None,
         "config": str(args.config),
         "git_head": _git_head(),
-        "student_py_sha256_16": _sha256(REPO / "src/subliminal_scaling/student.py"),
+        "student_py_sha256_16": _sha256(REPO / "src/subliminal_scaling/train/student.py"),
         "command": " ".join(sys.argv),
         "results": [],
     }

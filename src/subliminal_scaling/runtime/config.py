@@ -23,6 +23,7 @@ SPEED_DEFAULTS: dict[str, Any] = {
     "pad_to_multiple_of": None,
     "liger_kernel": False,
     "torch_compile": False,
+    "cuda_alloc_conf": None,
 }
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "config.schema.yaml"

@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Speed knobs: they change how a step is computed, never which examples or which loss.
-SPEED_KNOBS = ("padding_free", "pad_to_multiple_of", "liger_kernel", "torch_compile")
+SPEED_KNOBS = (
+    "padding_free",
+    "pad_to_multiple_of",
+    "liger_kernel",
+    "torch_compile",
+    "cuda_alloc_conf",
+)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Adam state) is about 0.8 GB; keeping all ten of 480 students' would be about 1.4
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import time
@@ -273,6 +274,33 @@ def check_row_lengths(dataset: Any, max_length: int) -> None:
         )
 
 
+def set_cuda_allocator(conf: str | None) -> None:
+    """Set ``PYTORCH_CUDA_ALLOC_CONF`` from the config before CUDA allocates anything.
+
+    Why: with the default allocator a 32B student at micro-batch 20 reserves about 20 GB more
+    than it allocates (fragmentation across variable-length micro-batches); expandable
+    segments let the same batch fit an H200 with headroom. The setting is read once, when
+    the allocator starts, so it must come before the first CUDA tensor.
+    """
+    import sys
+
+    if not conf or os.environ.get("PYTORCH_CUDA_ALLOC_CONF") == conf:
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        raise RuntimeError(
+            f"training.cuda_alloc_conf={conf!r} must be set before CUDA starts; "
+            "it was already initialised"
+        )
+    if os.environ.get("PYTORCH_CUDA_ALLOC_CONF"):
+        log.info(
+            "PYTORCH_CUDA_ALLOC_CONF=%s replaced by the config's %s",
+            os.environ["PYTORCH_CUDA_ALLOC_CONF"],
+            conf,
+        )
+    os.environ["PYTORCH_CUDA_ALLOC_CONF"] = conf
+
+
 def train_student(
     *,
     spec: StudentSpec,
@@ -288,6 +316,7 @@ def train_student(
 
     out_dir = Path(out_dir)
     trainer_dir = out_dir / layout.TRAINER_DIR
+    set_cuda_allocator(spec.training.get("cuda_alloc_conf"))
     use_cuda = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=spec.revision)
     dtype = torch.bfloat16 if (spec.training["bf16"] and use_cuda) else torch.float32
@@ -354,6 +383,7 @@ def train_student(
         "resumed_from": resume,
         "gpu": torch.cuda.get_device_name() if use_cuda else None,
         "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if use_cuda else None,
+        "peak_reserved_gb": torch.cuda.max_memory_reserved() / 1e9 if use_cuda else None,
         "final_loss": losses[-1] if losses else None,
         "wandb_run_id": getattr(wandb_run, "id", None),
         "seed": seed,
