@@ -1,6 +1,7 @@
 """The toy models' committed weights (config/toy_models/): the toy run uses them only when
-they were built from exactly its inputs, a rebuild reproduces them byte for byte, and a
-changed or damaged copy is never used silently."""
+they were built from exactly its inputs, a rebuild reproduces them (to float rounding: CPUs
+with different vector units round differently, so a 1,125-step build is not bit-identical from
+one machine to the next), and a changed or damaged copy is never used silently."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from subliminal_scaling.runtime import io
 from subliminal_scaling.toy.model import build_key, provide_model, ship_model
@@ -57,10 +59,18 @@ def test_a_rebuild_reproduces_the_shipped_weights(protocol, tokenizer_dir, tmp_p
     provide_model(tokenizer_dir, protocol, TOY["toy"]["animals"], small["toy"]["arch"],
                   small["toy"]["train"], TOY["toy"]["build_seed"], out,
                   shipped_dir=SHIPPED / _slug(small), rebuild=True)  # fmt: skip
-    assert io.read_json(out / "toy_build.json")["source"] == "trained"
-    assert io.sha256_file(out / "model.safetensors") == io.sha256_file(
-        SHIPPED / _slug(small) / "model.safetensors"
-    )
+    rebuilt = io.read_json(out / "toy_build.json")
+    shipped = io.read_json(SHIPPED / _slug(small) / "toy_build.json")
+    assert rebuilt["source"] == "trained" and rebuilt["build_key"] == shipped["build_key"]
+    assert rebuilt["final_loss"] == pytest.approx(shipped["final_loss"], rel=1e-3)
+    a = load_file(out / "model.safetensors")
+    b = load_file(SHIPPED / _slug(small) / "model.safetensors")
+    assert a.keys() == b.keys()
+    # Same build: the difference is rounding (0.27% of the norm, measured on a CPU other than
+    # the one that shipped them); the 2% bound leaves room for other CPUs.
+    diff = sum(float((a[k].float() - b[k].float()).pow(2).sum()) for k in a)
+    norm = sum(float(b[k].float().pow(2).sum()) for k in b)
+    assert (diff / norm) ** 0.5 < 0.02
 
 
 def test_shipped_weights_are_used_only_for_their_own_inputs(protocol, tokenizer_dir, tmp_path):
