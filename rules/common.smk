@@ -7,6 +7,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from subliminal_scaling.runtime import layout
+from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
 from subliminal_scaling.runtime.config import (
     GENERATION_PRIORITY_BASE,
     GPU_RULE_SECTIONS,
@@ -23,6 +24,12 @@ except ConfigError as exc:
 SWEEP = Sweep(config)
 
 
+def _global_resource(name):
+    """What ``--resources name=N`` (or the profile) gave this run, else None."""
+    value = workflow.global_resources.get(name)
+    return getattr(value, "value", value)
+
+
 def check_run_settings():
     """Settings of this invocation that would go wrong silently: fail before any job."""
     survey = config["evaluation"]["survey_path"]
@@ -31,8 +38,13 @@ def check_run_settings():
             f"Invalid configuration: config.evaluation.survey_path: {survey} does not exist: "
             "put the users' survey there, or set evaluation.survey_path: null to run without it"
         )
-    granted = workflow.global_resources.get("gpu")
-    granted = getattr(granted, "value", granted)
+    granted = _global_resource("gpu")
+    slots = _global_resource("gpu_slot")
+    if slots is not None and (granted is None or int(slots) != SLOTS_PER_GPU * int(granted)):
+        raise WorkflowError(
+            f"--resources gpu_slot={slots} must go with gpu=N and equal {SLOTS_PER_GPU} x N "
+            f"(a GPU is {SLOTS_PER_GPU} slots): e.g. --resources gpu=1 gpu_slot={SLOTS_PER_GPU}"
+        )
     if granted is None:
         return
     for step in GPU_RULE_SECTIONS:
@@ -46,6 +58,8 @@ def check_run_settings():
 
 
 check_run_settings()
+# --resources gpu_slot=12N: small students share GPUs (models[].students_per_gpu)
+PACKING = _global_resource("gpu_slot") is not None
 TOY = SWEEP.is_toy
 PROTOCOL = "results/protocol.json"
 PREFLIGHT = "results/preflight.json"
@@ -200,12 +214,13 @@ def all_targets():
     return files
 
 
-def job_gpus(rule):
-    """How many GPUs each of its jobs takes (vLLM's tensor-parallel size, else one).
-
-    The GPU pool (runtime.gpu_pool, via start_job) pins that many devices.
+def gpu_request(rule, key):
+    """A GPU job's ``gpu`` (whole GPUs: vLLM's tensor-parallel size, else one) or
+    ``gpu_slot`` (twelfths of a GPU), per size: with --resources gpu_slot, students of a size
+    with students_per_gpu k > 1 take 12/k slots of one GPU and no whole GPU. The GPU pool
+    (runtime.gpu_pool, via start_job) pins what the job was given.
     """
-    return SWEEP.job_gpus(rule)
+    return lambda wildcards: SWEEP.gpu_request(rule, wildcards.model, PACKING)[key]
 
 
 def cluster_request(rule, key):

@@ -24,7 +24,8 @@ rule evaluate_student:
     conda:
         ENV
     resources:
-        gpu=job_gpus("evaluate_student"),
+        gpu=gpu_request("evaluate_student", "gpu"),
+        gpu_slot=gpu_request("evaluate_student", "gpu_slot"),
         mem_mb=cluster_request("evaluate_student", "mem_mb"),
         runtime=cluster_request("evaluate_student", "runtime"),
     params:
@@ -61,7 +62,8 @@ rule evaluate_control:
     conda:
         ENV
     resources:
-        gpu=job_gpus("evaluate_control"),
+        gpu=gpu_request("evaluate_control", "gpu"),
+        gpu_slot=gpu_request("evaluate_control", "gpu_slot"),
         mem_mb=cluster_request("evaluate_control", "mem_mb"),
         runtime=cluster_request("evaluate_control", "runtime"),
     params:

@@ -45,7 +45,8 @@ rule generate_numbers:
     conda:
         ENV
     resources:
-        gpu=job_gpus("generate_numbers"),
+        gpu=gpu_request("generate_numbers", "gpu"),
+        gpu_slot=gpu_request("generate_numbers", "gpu_slot"),
         mem_mb=cluster_request("generate_numbers", "mem_mb"),
         runtime=cluster_request("generate_numbers", "runtime"),
     params:

@@ -22,7 +22,8 @@ rule train_student:
     conda:
         ENV
     resources:
-        gpu=job_gpus("train_student"),
+        gpu=gpu_request("train_student", "gpu"),
+        gpu_slot=gpu_request("train_student", "gpu_slot"),
         mem_mb=cluster_request("train_student", "mem_mb"),
         runtime=cluster_request("train_student", "runtime"),
     params:

@@ -3,6 +3,8 @@ from the real config matches the study design."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from subliminal_scaling.runtime.config import ConfigError, Sweep, validate_config
@@ -133,6 +135,18 @@ BAD = [
     ),
     ("training on two GPUs", ("models", 0, "gpus"), 2, "config.models[0].gpus: 2, but a student"),
     (
+        "a GPU split five ways",
+        ("models", 5, "students_per_gpu"),
+        5,
+        "config.models[5].students_per_gpu: 5 is not one of [1, 2, 3, 4, 6, 12]",
+    ),
+    (
+        "an override for a model not in the sweep",
+        ("model_overrides",),
+        {"Qwen/Qwen2.5-72B-Instruct": {"gpu_memory_gb": 1.0}},
+        "config.model_overrides.Qwen/Qwen2.5-72B-Instruct: no such model",
+    ),
+    (
         "more samples than per-sample seeds",
         ("evaluation", "samples_per_question"),
         300,
@@ -172,3 +186,29 @@ def test_per_size_training_overrides_reach_the_student(real_config):
         real_config["training"].pop(key, None)
     legacy = Sweep(real_config).training_for("qwen-2.5-7b-instruct")
     assert legacy["padding_free"] is False and legacy["pad_to_multiple_of"] is None
+
+
+def test_model_overrides_patch_the_named_sizes_only(real_config):
+    """An override file (config/h100.yaml) changes the sizes it names, key by key: a train
+    override keeps the size's other train keys; the rest of the sweep is untouched."""
+    before = Sweep(copy.deepcopy(real_config))
+    real_config["model_overrides"] = {
+        "Qwen/Qwen2.5-32B-Instruct": {"train": {"micro_batch": 30}, "gpu_memory_gb": 70.0},
+        "Qwen/Qwen2.5-0.5B-Instruct": {"students_per_gpu": 1},
+    }
+    validate_config(real_config)
+    after = Sweep(real_config)
+    big = after.training_for("qwen-2.5-32b-instruct")
+    assert big["micro_batch"] == 30
+    assert big["cuda_alloc_conf"] == before.training_for("qwen-2.5-32b-instruct")["cuda_alloc_conf"]
+    assert after.model("qwen-2.5-32b-instruct").raw["gpu_memory_gb"] == 70.0
+    assert after.students_per_gpu("qwen-2.5-0.5b-instruct") == 1
+    assert before.students_per_gpu("qwen-2.5-0.5b-instruct") == 4
+    for slug in ("qwen-2.5-14b-instruct", "qwen-2.5-3b-instruct"):
+        assert after.student_spec(slug) == before.student_spec(slug)
+    assert after.gpu_request("train_student", "qwen-2.5-3b-instruct", True) == {
+        "gpu": 0, "gpu_slot": 6,
+    }  # fmt: skip
+    assert after.gpu_request("train_student", "qwen-2.5-3b-instruct", False) == {
+        "gpu": 1, "gpu_slot": 12,
+    }  # fmt: skip

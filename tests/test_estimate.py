@@ -49,7 +49,7 @@ def bench(tmp_path, real_config):
     train = {
         "benchmark": "student training (x)", "device": "GPU-X",
         "results": [
-            _train_row(lab, sweep, slug, 10_000.0)
+            _train_row(lab, sweep, slug, 10_000.0, concurrent=sweep.students_per_gpu(slug))
             for lab, slug in zip(LABELS, slugs, strict=True)
         ] + [_train_row("7B", sweep, slugs[3], 99_999.0, micro_batch=7)],  # other settings
     }  # fmt: skip
@@ -72,8 +72,16 @@ def test_training_hours_follow_the_matching_benchmark_row(bench):
     per_student_h = t["n_rows"] * t["epochs"] * 100.0 / 10_000.0 / 3600
     training = [j for j in jobs if j.rule == "training"]
     assert len(training) == 480
+    # each row is a GPU's throughput: k students sharing a GPU each take k times as long, on
+    # 12/k of its slots, so GPU-hours stay tokens / throughput
+    for j in training:
+        k = sweep.students_per_gpu(j.wildcards["model"])
+        assert j.seconds / 3600 == pytest.approx(k * per_student_h)
+        assert (j.gpu, j.need) == ((1, 12) if k == 1 else (0, 12 // k))
+    assert {sweep.students_per_gpu(j.wildcards["model"]) for j in training} == {1, 2, 3, 4}
     # the faster 7B row has other settings (micro-batch 7), so it is not used
-    assert sum(j.seconds for j in training) / 3600 == pytest.approx(480 * per_student_h)
+    hours = sum(row["training"] for row in estimate.summarize(jobs).values())
+    assert hours == pytest.approx(480 * per_student_h)
     assert any("GPU-X" in n for n in notes)
     # sampling: measured at 0.5B and 7B, linear in parameters in between
     ev = sweep.config["evaluation"]
@@ -117,6 +125,17 @@ def test_wall_clock_replays_priorities_and_dependencies():
     assert [(s, j.name) for s, _, j in replay(wide, 2)] == [(0.0, "two"), (5.0, "one")]
     with pytest.raises(EstimateError, match="waits on nowhere"):
         wall_clock([Job("x", "t", needs=["nowhere"])], 1)
+
+
+def test_jobs_that_share_a_gpu_run_side_by_side_and_a_whole_gpu_job_waits_for_them():
+    # three 4-slot jobs fill one GPU at once; a fourth waits; a whole-GPU job of higher
+    # priority that becomes ready later waits until all slots are free
+    small = [Job(f"s{i}", "training", gpu=0, slots=4, seconds=100) for i in range(4)]
+    assert wall_clock(small, 1) == pytest.approx(200)
+    assert wall_clock(small, 2) == pytest.approx(100)
+    mixed = [*small[:3], Job("w", "training", seconds=10, priority=9, needs=["s0"])]
+    starts = {j.name: s for s, _, j in replay(mixed, 1)}
+    assert starts["w"] == pytest.approx(100)  # s1, s2 end at 100 too: the GPU is whole again
 
 
 def test_cli_prints_the_table_and_fails_cleanly(bench, capsys):

@@ -40,6 +40,46 @@ print(json.dumps({"t1": time.time()}), flush=True)
 """
 
 
+# The same, for a job that shares a GPU: claims SLOTS of one GPU's 12 (0 slots: a whole GPU
+# through claim_gpus(1)).
+SHARER = """
+import json, os, sys, time
+from subliminal_scaling.runtime.gpu_pool import claim_gpus, claim_share
+slots, hold, timeout = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+if slots:
+    claim = claim_share(slots, what="test", timeout_s=timeout, poll_s=0.05)
+else:
+    claim = claim_gpus(1, what="test", timeout_s=timeout, poll_s=0.05)
+t0 = time.time()
+print(json.dumps({"ids": list(claim.devices), "slots": claim.slots, "t0": t0}), flush=True)
+if hold < 0:
+    time.sleep(3600)
+time.sleep(hold)
+print(json.dumps({"t1": time.time()}), flush=True)
+"""
+
+
+def _share(root: Path, slots: int, hold: float, timeout: float = 30, **extra: str):
+    return subprocess.Popen(
+        [sys.executable, "-c", SHARER, str(slots), str(hold), str(timeout)],
+        env=_env(root, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _records(procs) -> list[tuple[float, float, str, int]]:
+    """(start, end, device, slots) of each finished claimant."""
+    out = []
+    for p in procs:
+        stdout, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        first, last = (json.loads(line) for line in stdout.splitlines())
+        out.append((first["t0"], last["t1"], first["ids"][0], first["slots"]))
+    return out
+
+
 def _env(root: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
     return {**env, "SUBLIMINAL_GPU_LOCK_DIR": str(root), **extra}
@@ -207,6 +247,33 @@ print(os.environ["CUDA_VISIBLE_DEVICES"])
     assert "generate_numbers model=m" in owner
 
 
+def test_start_job_gives_a_sharing_student_its_slots_of_one_gpu(tmp_path):
+    log = tmp_path / "job.log"
+    code = f"""
+import os
+from types import SimpleNamespace
+from subliminal_scaling.runtime.gpu_pool import current_claim
+from subliminal_scaling.runtime.job import start_job
+sm = SimpleNamespace(log=[{str(log)!r}], rule="train_student", threads=1,
+                     resources=SimpleNamespace(gpu=0, gpu_slot=4), wildcards={{"model": "m"}})
+start_job(sm)
+print(os.environ["CUDA_VISIBLE_DEVICES"], current_claim().share)
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_env(tmp_path, SUBLIMINAL_GPUS="2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    dev, share = res.stdout.split()
+    assert dev in {"0", "1"} and float(share) == pytest.approx(1 / 3)
+    assert f"claimed 4 of 12 slots of GPU {dev}" in log.read_text()
+    owners = [p.read_text() for p in tmp_path.rglob(f"{dev}.slot*.lock") if p.read_text()]
+    assert len(owners) == 4 and all("train_student model=m" in o for o in owners)
+
+
 @pytest.mark.slow
 def test_toy_run_pins_concurrent_gpu_jobs_to_distinct_gpus(tmp_path):
     """Two teacher jobs of the smallest toy model run at once on 2 fake GPUs."""
@@ -230,3 +297,46 @@ def test_toy_run_pins_concurrent_gpu_jobs_to_distinct_gpus(tmp_path):
     (s1, e1, g1), (s2, e2, g2) = spans.values()
     assert s1 < e2 and s2 < e1, f"the two jobs did not overlap: {spans}"
     assert {g1, g2} == {"0", "1"}
+
+
+def test_sharing_jobs_fill_a_gpu_to_its_12_slots_and_never_beyond(tmp_path):
+    # 9 jobs of 4 slots on 2 GPUs: 3 fit on each at once, the rest wait for a free share
+    records = _records([_share(tmp_path, 4, 1.0, SUBLIMINAL_GPUS="2") for _ in range(9)])
+    assert {dev for *_, dev, _ in records} == {"0", "1"}
+    for t, *_ in records:
+        for dev in ("0", "1"):
+            used = sum(k for s, e, d, k in records if d == dev and s <= t < e)
+            assert used <= 12, f"GPU {dev} holds {used} slots at once"
+    busiest = max(sum(1 for s, e, *_ in records if s <= t < e) for t, *_ in records)
+    assert busiest == 6, "two GPUs of three 4-slot jobs each should run at once"
+
+
+def test_a_whole_gpu_job_waits_for_the_sharing_jobs_and_they_for_it(tmp_path):
+    # one GPU: two sharing jobs hold it; a whole-GPU job with a short timeout keeps waiting
+    # (shared GPUs free up), starts after both, and a sharing job started later waits for it
+    a, b = (_share(tmp_path, 6, 1.5, SUBLIMINAL_GPUS="1") for _ in range(2))
+    time.sleep(0.8)
+    whole = _share(tmp_path, 0, 1.0, timeout=0.5, SUBLIMINAL_GPUS="1")
+    time.sleep(0.3)
+    late = _share(tmp_path, 3, 0.1, timeout=30, SUBLIMINAL_GPUS="1")
+    (ra, rb, rw, rl) = _records([a, b, whole, late])
+    assert rw[3] == 12 and rw[0] >= max(ra[1], rb[1]) - 0.05
+    assert rl[0] >= rw[1] - 0.05 or rl[1] <= rw[0] + 0.05  # never together with the whole job
+
+
+def test_a_sharing_job_packs_onto_a_gpu_already_shared(tmp_path):
+    first = _share(tmp_path, 3, -1, SUBLIMINAL_GPUS="2")
+    try:
+        dev = json.loads(first.stdout.readline())["ids"][0]
+        second = _records([_share(tmp_path, 3, 0, SUBLIMINAL_GPUS="2")])[0]
+        assert second[2] == dev, "a second small job should join the shared GPU"
+        # the other GPU stayed whole: a whole-GPU job gets it at once
+        whole = _records([_share(tmp_path, 0, 0, timeout=0.5, SUBLIMINAL_GPUS="2")])[0]
+        assert whole[2] != dev
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    # the killed sharing job's slots and gate are free again: both GPUs can be had whole
+    both = _claim_once(tmp_path, 2, 5, SUBLIMINAL_GPUS="2")
+    assert both.returncode == 0, both.stderr
+    assert sorted(json.loads(both.stdout.splitlines()[0])["ids"]) == ["0", "1"]

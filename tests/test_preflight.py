@@ -28,19 +28,44 @@ def test_each_failure_is_one_actionable_line(real_config, tmp_path, monkeypatch)
     assert all(line.startswith("- ") for line in lines)
 
 
-def test_gpu_memory_is_checked_against_each_sizes_measured_need(real_config):
+def test_the_h200_defaults_fit_an_h200_and_an_h100_is_told_its_settings_file(real_config):
     from subliminal_scaling.runtime.preflight import gpu_memory_checks
 
-    real_config["models"][0]["gpu_memory_gb"] = 120.0  # the 32B entry
-    real_config["models"][1]["gpu_memory_gb"] = 70.0
-    checks = {c.name: c for c in gpu_memory_checks(real_config, [85.0, 150.0])}
-    big, mid = (
-        checks["gpu memory (qwen-2.5-32b-instruct)"],
-        checks["gpu memory (qwen-2.5-14b-instruct)"],
-    )
-    assert not big.ok and "models[0].gpu_memory_gb" in big.detail and "85.0 GB" in big.detail
-    assert mid.ok
-    assert all(c.ok for c in gpu_memory_checks(real_config, [150.0]))
+    h200 = gpu_memory_checks(real_config, [150.1], ["NVIDIA H200"])
+    assert all(c.ok for c in h200), [c.detail for c in h200 if not c.ok]
+    h100 = {c.name: c for c in gpu_memory_checks(real_config, [85.0], ["NVIDIA H100 80GB HBM3"])}
+    big = h100["gpu memory (qwen-2.5-32b-instruct)"]
+    assert not big.ok and "123.5 GB per GPU (models[0])" in big.detail and "85.0 GB" in big.detail
+    assert "config/h100.yaml" in big.detail and "config/h100.yaml" in h100["gpu profile"].detail
+    # a shared GPU must hold all its students: 4 x 19.1 GB of 0.5B
+    small = h100["gpu memory (qwen-2.5-0.5b-instruct)"]
+    assert small.ok and "4 students x 19.1 GB" in small.detail
+
+
+def test_the_h100_override_file_fits_an_h100(real_config):
+    import yaml
+
+    from subliminal_scaling.runtime.config import validate_config
+    from subliminal_scaling.runtime.preflight import gpu_memory_checks
+
+    from .conftest import REPO
+
+    real_config.update(yaml.safe_load((REPO / "config" / "h100.yaml").read_text()))
+    validate_config(real_config)
+    checks = gpu_memory_checks(real_config, [85.0], ["NVIDIA H100 80GB HBM3"])
+    assert all(c.ok for c in checks), [c.detail for c in checks if not c.ok]
+    assert "as the GPUs here" in checks[0].detail
+
+
+def test_every_default_leaves_a_tenth_of_its_gpu_free(real_config):
+    """The issue's bar for the shipped settings: measured need <= 90% of the profiled GPU."""
+    from subliminal_scaling.runtime.config import Sweep
+
+    sweep = Sweep(real_config)
+    limit = 0.9 * real_config["gpu_profile"]["memory_gb"]
+    for m in sweep.models:
+        need = m.raw["gpu_memory_gb"] * sweep.students_per_gpu(m.slug)
+        assert need <= limit, (m.slug, need, limit)
 
 
 def test_liger_is_required_only_when_configured(real_config, tmp_path, monkeypatch):

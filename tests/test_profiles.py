@@ -54,14 +54,17 @@ def _variant(wf: Path, name: str, **tp: int) -> str:
     return f"config/{name}"
 
 
-def _assert_requests(jobs, sweep: Sweep, gpus: dict[str, int]) -> None:
-    """Every GPU job asks for its rule's GPUs and its size's memory and wall time."""
+def _assert_requests(jobs, sweep: Sweep, gpus: dict[str, int], packing: bool = False) -> None:
+    """Every GPU job asks for its rule's GPUs (with ``packing``, a small student for its slots
+    of a shared GPU instead) and its size's memory and wall time."""
     seen = set()
     for rule, wc, res in jobs:
         if rule not in GPU_RULES:
             continue
         seen.add((rule, wc["model"]))
-        assert int(res["gpu"]) == gpus[rule], (rule, wc, res)
+        k = sweep.students_per_gpu(wc["model"]) if rule == "train_student" and packing else 1
+        want = (gpus[rule], 12 * gpus[rule]) if k == 1 else (0, 12 // k)
+        assert (int(res["gpu"]), int(res["gpu_slot"])) == want, (rule, wc, res)
         assert int(res["mem_mb"]) == sweep.cluster_request(wc["model"], rule, "mem_mb")
         assert int(res["runtime"]) == sweep.cluster_request(wc["model"], rule, "runtime")
     assert seen == {(r, m) for r in GPU_RULES for m in SIZES}
@@ -69,14 +72,17 @@ def _assert_requests(jobs, sweep: Sweep, gpus: dict[str, int]) -> None:
 
 def test_profiles_parse_and_leave_gpu_requests_to_config():
     pod, slurm, k8s = _profile("pod"), _profile("slurm"), _profile("kubernetes")
-    assert pod["resources"] == ["gpu=8"] and pod["rerun-incomplete"] and pod["keep-going"]
+    assert pod["resources"] == ["gpu=8", "gpu_slot=96"]  # 12 slots per GPU: small ones share
+    assert pod["rerun-incomplete"] and pod["keep-going"]
     assert slurm["executor"] == "slurm" and k8s["executor"] == "kubernetes"
     assert {"slurm_partition", "mem_mb", "runtime"} <= set(slurm["default-resources"])
     for profile in (slurm, k8s):
         assert profile["rerun-incomplete"] and profile["keep-going"]
         for rule in GPU_RULES:
             # set-resources beats the rule: gpu, mem_mb or runtime here would override config
-            assert not {"gpu", "mem_mb", "runtime"} & set(profile["set-resources"][rule]), rule
+            assert not {"gpu", "gpu_slot", "mem_mb", "runtime"} & set(
+                profile["set-resources"][rule]
+            ), rule
     assert all(k8s["set-resources"][r]["gpu_manufacturer"] == "nvidia" for r in GPU_RULES)
 
 
@@ -131,7 +137,7 @@ def test_pod_profile_dry_run(wf, shared_protocol_path, real_config):
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:]
     gpus = {"generate_numbers": 2, "train_student": 1, "evaluate_student": 8, "evaluate_control": 8}
-    _assert_requests(dryrun_jobs(res.stdout), Sweep(real_config), gpus)
+    _assert_requests(dryrun_jobs(res.stdout), Sweep(real_config), gpus, packing=True)
 
 
 @pytest.mark.parametrize(("profile", "resources"), [("profiles/pod", []), (None, ["gpu=1"])])

@@ -52,6 +52,34 @@ def test_real_sweep_job_counts(real_dryrun):
     evals = [j for j in real_dryrun if j.rule == "evaluate_student"]
     assert all(len(j.outputs) == 50 for j in evals)  # every epoch of every seed
     assert all(j.gpu == 1 for j in real_dryrun if j.rule in ("generate_numbers", "train_student"))
+    # --resources gpu=1 alone: no job shares a GPU, whatever students_per_gpu says
+    assert all(j.need == 12 for j in real_dryrun if j.gpu)
+
+
+def test_small_students_share_a_gpu_when_the_run_counts_slots(wf, shared_protocol_path):
+    res = snakemake(
+        wf, "-n", "--cores", "4", "--resources", "gpu=1", "gpu_slot=12",
+        "--configfile", "config/config.yaml",
+        "--config", f"protocol={shared_protocol_path}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    jobs = parse_dryrun(res.stdout)
+    per_gpu = {"qwen-2.5-3b-instruct": 2, "qwen-2.5-1.5b-instruct": 3, "qwen-2.5-0.5b-instruct": 4}
+    for j in jobs:
+        if j.rule == "train_student" and j.wildcards["model"] in per_gpu:
+            assert (j.gpu, j.slots) == (0, 12 // per_gpu[j.wildcards["model"]]), j
+        elif j.rule in ("generate_numbers", "train_student", "evaluate_student"):
+            assert (j.gpu, j.slots) == (1, 12), j
+    # the user's order holds with shared GPUs too
+    order = [j for j in gpu_order(jobs) if j.rule == "train_student"]
+    sizes = [SIZES.index(j.wildcards["model"]) for j in order]
+    assert sizes == sorted(sizes)
+
+
+def test_slots_that_do_not_match_the_gpus_fail_before_any_job(wf):
+    res = snakemake(wf, "-n", "--cores", "1", "--resources", "gpu=2", "gpu_slot=12")
+    assert res.returncode != 0
+    assert "--resources gpu_slot=12 must go with gpu=N and equal 12 x N" in res.stdout
 
 
 def test_real_sweep_runs_in_the_users_order(real_dryrun):

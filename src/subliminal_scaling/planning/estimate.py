@@ -5,9 +5,11 @@
 
 Training time per student = its tokens (rows x epochs x measured tokens per row) / the
 measured non-pad tokens per second of the benchmark run whose settings equal the config's for
-that size (micro-batch, checkpointing, speed knobs). Sampling time comes from the sampling
-benchmark (transformers backend): seconds per completion per new token, at the nearest
-measured size (linear in parameters between measured sizes, flagged as interpolated).
+that size (micro-batch, checkpointing, speed knobs, allocator) and that ran as many copies per
+GPU as the size's ``students_per_gpu`` (a shared GPU's throughput is split between them).
+Sampling time comes from the sampling benchmark (transformers backend): seconds per
+completion per new token, at the nearest measured size (linear in parameters between
+measured sizes, flagged as interpolated).
 Wall-clock for G GPUs replays the workflow's priorities (all generation, largest first; then
 training, largest first; each condition's evaluation once its students exist) on G GPUs.
 Every number printed says where it came from; nothing is made up when a size is unmeasured.
@@ -27,6 +29,7 @@ from subliminal_scaling.planning.measured import measured_table, read_run_benchm
 from subliminal_scaling.planning.replay import Job, ReplayError
 from subliminal_scaling.planning.replay import wall_clock as replay_wall_clock
 from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
+from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
 
 SIZES = ("0.5B", "1.5B", "3B", "7B", "14B", "32B")  # benchmark size labels
 
@@ -47,11 +50,13 @@ class TrainRate:
 
 def _job(
     stage: str, slug: str, condition: str, seconds: float, priority: int,
-    needs: list[str] | None = None, name: str = "",
+    needs: list[str] | None = None, name: str = "", share: int = 1,
 ) -> Job:  # fmt: skip
+    """``share``: jobs of this kind that run side by side on one GPU (students_per_gpu)."""
     return Job(
-        name=name, rule=stage, priority=priority, gpu=1, seconds=seconds, needs=needs or [],
-        wildcards={"model": slug, "condition": condition},
+        name=name, rule=stage, priority=priority, gpu=1 if share == 1 else 0,
+        slots=None if share == 1 else SLOTS_PER_GPU // share, seconds=seconds,
+        needs=needs or [], wildcards={"model": slug, "condition": condition},
     )  # fmt: skip
 
 
@@ -170,9 +175,14 @@ def build_jobs(sweep: Sweep, train: list[dict], sample: list[dict]) -> tuple[lis
     for m in sweep.models:
         size = benchmark_size(m.id)
         settings = sweep.training_for(m.slug)
-        rate = train_rate(train, size, settings)
-        notes.append(f"train {size}: {rate.tokens_per_s:,.0f} tok/s ({rate.source})")
-        student_s = tr["n_rows"] * tr["epochs"] * rate.tokens_per_row / rate.tokens_per_s
+        share = sweep.students_per_gpu(m.slug)
+        rate = train_rate(train, size, settings, copies=share)
+        per_gpu = f", {share} students per GPU" if share > 1 else ""
+        notes.append(
+            f"train {size}: {rate.tokens_per_s:,.0f} tok/s per GPU{per_gpu} ({rate.source})"
+        )
+        # one student's wall time: the GPU's throughput is split between the `share` copies
+        student_s = tr["n_rows"] * tr["epochs"] * rate.tokens_per_row * share / rate.tokens_per_s
         gen_s, how = sample_seconds(
             sample, params, size, "numbers", gen["sampling"]["max_new_tokens"]
         )
@@ -191,7 +201,7 @@ def build_jobs(sweep: Sweep, train: list[dict], sample: list[dict]) -> tuple[lis
             )
             students = [f"train/{m.slug}/{c}/{s}" for s in sweep.seeds]
             prio = sweep.train_priority(m.slug, c)
-            jobs += [_job("training", m.slug, c, student_s, prio, [g], t) for t in students]
+            jobs += [_job("training", m.slug, c, student_s, prio, [g], t, share) for t in students]
             n_evals = len(sweep.seeds) * tr["epochs"]
             ev_prio = sweep.eval_priority(m.slug)
             name = f"eval/{m.slug}/{c}"
@@ -212,13 +222,13 @@ def wall_clock(jobs: list[Job], gpus: int) -> float:
 
 
 def summarize(jobs: list[Job]) -> dict[str, dict[str, float]]:
-    """GPU-hours per size and stage."""
+    """GPU-hours per size and stage (a job sharing a GPU counts its share of the GPU)."""
     table: dict[str, dict[str, float]] = {}
     for j in jobs:
         row = table.setdefault(
             j.wildcards["model"], {"generation": 0.0, "training": 0.0, "evaluation": 0.0}
         )
-        row[j.rule] += j.seconds / 3600
+        row[j.rule] += j.seconds * j.need / SLOTS_PER_GPU / 3600  # a shared GPU, in part
     return table
 
 

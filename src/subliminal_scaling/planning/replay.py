@@ -1,8 +1,9 @@
 """How a resource-limited Snakemake run orders its jobs, replayed without running them.
 
 Snakemake starts, among the jobs whose inputs exist, the highest-priority one that fits the
-free GPUs; jobs that need no GPU never wait. Both the schedule shown to users
-(``planning.schedule``, from a dry-run) and the cost estimate's wall clock
+free GPUs; jobs that need no GPU never wait. GPUs are counted in slots (a GPU is 12): a
+student that shares a GPU takes a few, a whole-GPU job all 12 of each of its GPUs. Both the
+schedule shown to users (``planning.schedule``, from a dry-run) and the cost estimate's wall clock
 (``planning.estimate``, from benchmark times) are this one replay.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
+
 
 class ReplayError(ValueError):
     """The jobs cannot all run: one waits on an input no job makes."""
@@ -18,17 +21,26 @@ class ReplayError(ValueError):
 
 @dataclass
 class Job:
-    """One job: its rule (or stage), priority, GPUs, seconds, and the jobs it waits for."""
+    """One job: its rule (or stage), priority, GPUs, seconds, and the jobs it waits for.
+
+    ``slots``: twelfths of a GPU it takes (None: ``12 * gpu``, whole GPUs).
+    """
 
     name: str
     rule: str
     priority: int = 0
     gpu: int = 1
+    slots: int | None = None
     seconds: float = 0.0
     needs: list[str] = field(default_factory=list)
     wildcards: dict[str, str] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+
+    @property
+    def need(self) -> int:
+        """GPU slots this job holds while it runs (0: a CPU job)."""
+        return SLOTS_PER_GPU * self.gpu if self.slots is None else self.slots
 
 
 def replay(jobs: list[Job], gpus: int) -> list[tuple[float, float, Job]]:
@@ -46,16 +58,16 @@ def replay(jobs: list[Job], gpus: int) -> list[tuple[float, float, Job]]:
             raise ReplayError(f"{j.name} waits on {missing[0]}, which no job makes")
     done_at: dict[str, float] = {}
     pending = list(range(len(jobs)))
-    free = gpus
-    running: list[tuple[float, int]] = []  # (end, gpus) heap
+    free = SLOTS_PER_GPU * gpus
+    running: list[tuple[float, int]] = []  # (end, slots) heap
     now = 0.0
     out: list[tuple[float, float, Job]] = []
     while pending:
         ready = [
             i for i in pending if all(done_at.get(n, float("inf")) <= now for n in jobs[i].needs)
         ]
-        cpu = [i for i in ready if jobs[i].gpu == 0]
-        fits = [i for i in ready if 0 < jobs[i].gpu <= free]
+        cpu = [i for i in ready if jobs[i].need == 0]
+        fits = [i for i in ready if 0 < jobs[i].need <= free]
         if cpu or fits:
             pick = (
                 cpu[0] if cpu else max(fits, key=lambda i: (jobs[i].priority, jobs[i].seconds, -i))
@@ -65,9 +77,9 @@ def replay(jobs: list[Job], gpus: int) -> list[tuple[float, float, Job]]:
             done_at[job.name] = end
             out.append((now, end, job))
             pending.remove(pick)
-            if job.gpu:
-                free -= job.gpu
-                heapq.heappush(running, (end, job.gpu))
+            if job.need:
+                free -= job.need
+                heapq.heappush(running, (end, job.need))
             continue
         if not running:
             needs = {n for i in pending for n in jobs[i].needs} - set(done_at)

@@ -45,6 +45,8 @@ def parse_dryrun(text: str) -> list[Job]:
         elif key == "resources":
             gm = re.search(r"\bgpu=(\d+)", value)
             current.gpu = int(gm.group(1)) if gm else 0
+            sm = re.search(r"\bgpu_slot=(\d+)", value)
+            current.slots = int(sm.group(1)) if sm else None
     unique = []
     for job in jobs:  # the listing repeats nothing, but be safe against a second summary
         key = (job.rule, *job.outputs)
@@ -57,10 +59,10 @@ def parse_dryrun(text: str) -> list[Job]:
 def gpu_order(jobs: list[Job]) -> list[Job]:
     """GPU jobs in the order a run with one GPU starts them (``planning.replay``; each GPU job
     counted as one time unit, CPU jobs as none)."""
-    timed = [dataclasses.replace(j, seconds=1.0 if j.gpu else 0.0) for j in jobs]
+    timed = [dataclasses.replace(j, seconds=1.0 if j.need else 0.0) for j in jobs]
     order = replay(link_by_files(timed), gpus=max([1, *(j.gpu for j in timed)]))
     by_name = {j.name: j for j in jobs}
-    return [by_name[j.name] for _, _, j in order if j.gpu]
+    return [by_name[j.name] for _, _, j in order if j.need]
 
 
 def summarize(order: list[Job]) -> list[tuple[str, str, int]]:

@@ -59,7 +59,10 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
 
 
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
-    """Raise ``ConfigError`` naming the first bad key; check what the schema cannot."""
+    """Raise ``ConfigError`` naming the first bad key; check what the schema cannot.
+
+    ``model_overrides`` are merged into ``models`` here (in place), before the checks.
+    """
     schema = schema or load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
@@ -72,7 +75,30 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
         if err.validator == "additionalProperties":
             raise ConfigError(f"{where}: {err.message}")
         raise ConfigError(f"{where}: {err.message}")
+    apply_model_overrides(config)
     _semantic_checks(config)
+
+
+def apply_model_overrides(config: dict[str, Any]) -> None:
+    """Merge ``model_overrides`` (per model id; e.g. config/h100.yaml) into ``models``, in place.
+
+    Why: Snakemake merges ``--configfile`` dicts key by key but replaces lists whole, so an
+    override file for another GPU cannot patch ``models[]`` itself; it names models by id.
+    """
+    overrides = config.get("model_overrides") or {}
+    by_id = {m["id"]: m for m in config.get("models", [])}
+    for model_id, over in overrides.items():
+        if model_id not in by_id:
+            raise ConfigError(
+                f"config.model_overrides.{model_id}: no such model in config.models "
+                f"(known: {sorted(by_id)})"
+            )
+        m = by_id[model_id]
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(m.get(key), dict):
+                m[key] = {**m[key], **value}
+            else:
+                m[key] = value
 
 
 def _semantic_checks(config: dict[str, Any]) -> None:
@@ -268,6 +294,26 @@ class Sweep:
             return 1
         cfg = self.config[section]
         return int(cfg["vllm"]["tensor_parallel_size"]) if cfg["backend"] == "vllm" else 1
+
+    def students_per_gpu(self, slug: str) -> int:
+        """How many students of this size train side by side on one GPU (config default 1)."""
+        return int(self.model(slug).raw.get("students_per_gpu", 1))
+
+    def gpu_request(self, rule: str, slug: str, packing: bool) -> dict[str, int]:
+        """Snakemake resources of one job: ``gpu`` (whole GPUs) and ``gpu_slot`` (twelfths).
+
+        With ``packing`` (the run was given ``--resources gpu_slot``), a student of a size
+        with ``students_per_gpu: k > 1`` asks for no whole GPU and 12/k slots, so k of them
+        share one GPU; every other GPU job asks for whole GPUs and all their slots. Without
+        it, every job asks for whole GPUs, as ``--resources gpu=N`` alone expects.
+        """
+        from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
+
+        k = self.students_per_gpu(slug) if rule == "train_student" else 1
+        if packing and k > 1:
+            return {"gpu": 0, "gpu_slot": SLOTS_PER_GPU // k}
+        n = self.job_gpus(rule)
+        return {"gpu": n, "gpu_slot": SLOTS_PER_GPU * n}
 
     def cluster_request(self, slug: str, rule: str, key: str) -> int:
         """A GPU job's scheduler request (``mem_mb``, or ``runtime`` in minutes): the size's

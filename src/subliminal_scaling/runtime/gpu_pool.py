@@ -16,6 +16,13 @@ The pool is the devices the job's parent could see:
    Python (calling it in this process would initialise CUDA before the pin is set);
 5. else no GPUs: nothing is done (CPU runs, the toy world).
 
+Sharing one GPU (small students): a GPU is ``SLOTS_PER_GPU`` (12) slots. A whole-GPU job takes
+an exclusive ``flock`` on ``<id>.lock``; a job that needs ``k`` slots of one GPU takes a shared
+``flock`` on the same file (so no whole-GPU job can start there) plus exclusive locks on ``k``
+of its 12 ``<id>.slot<j>.lock`` files (so the slots of one GPU never add up to more than 12).
+It prefers a GPU that other sharing jobs already use, which keeps whole GPUs free. Snakemake's
+``--resources gpu_slot=12N`` caps the slots in use, as ``gpu=N`` caps whole GPUs.
+
 Locks live under ``results/.gpu/<host>/`` (``SUBLIMINAL_GPU_LOCK_DIR`` overrides the root), one
 pool per host; inside a Slurm allocation the pool is per Slurm job, because each Slurm job sees
 its own devices under the same ids (so two jobs of the Slurm executor never wait on each other,
@@ -40,6 +47,7 @@ from glob import glob
 from pathlib import Path
 
 LOCK_ROOT = Path("results/.gpu")
+SLOTS_PER_GPU = 12  # divisible by 1, 2, 3, 4 and 6: the jobs one GPU can be shared by
 DEFAULT_TIMEOUT_S = 120.0
 POLL_S = 0.5
 
@@ -64,6 +72,12 @@ class Claim:
     pool: tuple[str, ...]
     lock_dir: Path
     source: str
+    slots: int = SLOTS_PER_GPU  # of each device; fewer: a shared GPU
+
+    @property
+    def share(self) -> float:
+        """Fraction of each claimed GPU this job may use (1.0: whole GPUs)."""
+        return self.slots / SLOTS_PER_GPU
 
     @property
     def visible(self) -> str:
@@ -143,14 +157,18 @@ def lock_dir(root: str | Path | None = None, env: Mapping[str, str] | None = Non
     return root / re.sub(r"[^A-Za-z0-9_.\-]", "_", scope)
 
 
-def _try_lock(path: Path) -> int | None:
+def _try_lock(path: Path, shared: bool = False) -> int | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
     return fd
+
+
+def _safe(dev: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", dev)
 
 
 def _note_owner(fd: int, what: str) -> None:
@@ -204,7 +222,7 @@ def claim_gpus(
         fds: list[int] = []
         got: list[str] = []
         for dev in pool:
-            fd = _try_lock(where / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', dev)}.lock")
+            fd = _try_lock(where / f"{_safe(dev)}.lock")
             if fd is None:
                 continue
             fds.append(fd)
@@ -221,6 +239,10 @@ def claim_gpus(
             return _claim
         for fd in fds:
             os.close(fd)  # releases the partial set before waiting
+        if any(_shared_only(where, d) for d in pool):
+            # GPUs shared by small jobs (claim_share): one frees when they finish; waiting
+            # is progress, not a misconfigured run
+            deadline = time.monotonic() + timeout_s
         if time.monotonic() >= deadline:
             raise GpuPoolError(
                 f"no {n} free GPU(s) among {len(pool)} ({source}) in {where} after "
@@ -228,6 +250,109 @@ def claim_gpus(
                 "is N larger than the GPUs here, or does another run use the same results/?"
             )
         time.sleep(poll_s)
+
+
+def _try_share(where: Path, dev: str, slots: int) -> list[int] | None:
+    """Shared lock on ``dev`` plus ``slots`` of its slot locks, or None (nothing held)."""
+    gate = _try_lock(where / f"{_safe(dev)}.lock", shared=True)
+    if gate is None:
+        return None
+    fds = [gate]
+    for j in range(SLOTS_PER_GPU):
+        fd = _try_lock(where / f"{_safe(dev)}.slot{j}.lock")
+        if fd is not None:
+            fds.append(fd)
+            if len(fds) == slots + 1:
+                return fds
+    for fd in fds:
+        os.close(fd)
+    return None
+
+
+def _shared_only(where: Path, dev: str) -> bool:
+    """Whether sharing jobs (and no whole-GPU job) hold this GPU now."""
+    if not _in_use(where, dev):
+        return False
+    fd = _try_lock(where / f"{_safe(dev)}.lock", shared=True)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+def _in_use(where: Path, dev: str) -> bool:
+    """Whether another job holds this GPU (a probe: its answer may be stale at once)."""
+    fd = _try_lock(where / f"{_safe(dev)}.lock")
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def claim_share(
+    slots: int,
+    *,
+    what: str = "",
+    root: str | Path | None = None,
+    timeout_s: float | None = None,
+    poll_s: float = POLL_S,
+    env: MutableMapping[str, str] | None = None,
+) -> Claim | None:
+    """Claim ``slots`` of the ``SLOTS_PER_GPU`` slots of one GPU and pin this process to it.
+
+    Several such jobs share a GPU while their slots add up to at most 12; a whole-GPU job
+    (``claim_gpus``) never shares one with them. None when the pool is empty.
+    """
+    global _claim, _inherited
+    env = os.environ if env is None else env
+    if _claim is not None:
+        return _claim
+    if not 0 < slots <= SLOTS_PER_GPU:
+        raise GpuPoolError(f"a GPU share is 1..{SLOTS_PER_GPU} slots, not {slots}")
+    if slots == SLOTS_PER_GPU:
+        return claim_gpus(1, what=what, root=root, timeout_s=timeout_s, poll_s=poll_s, env=env)
+    pool, source = discover_pool(env)
+    if not pool:
+        return None
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise GpuPoolError(
+            "CUDA was initialised before the GPU pool could set CUDA_VISIBLE_DEVICES; "
+            "call start_job(snakemake) before any CUDA use"
+        )
+    if timeout_s is None:
+        timeout_s = float(env.get("SUBLIMINAL_GPU_TIMEOUT", DEFAULT_TIMEOUT_S))
+    where = lock_dir(root, env)
+    where.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # GPUs other jobs already use first: sharing jobs pack, whole GPUs stay free
+        order = sorted(pool, key=lambda d: not _in_use(where, d))
+        for dev in order:
+            fds = _try_share(where, dev, slots)
+            if fds is None:
+                continue
+            for fd in fds[1:]:
+                _note_owner(fd, what)
+            _held.extend(fds)
+            _inherited = (env, env.get("CUDA_VISIBLE_DEVICES"))
+            env["CUDA_VISIBLE_DEVICES"] = dev
+            _claim = Claim((dev,), tuple(pool), where, source, slots=slots)
+            return _claim
+        if any(_shared_only(where, d) for d in pool):
+            deadline = time.monotonic() + timeout_s  # shared GPUs free up as their jobs end
+        if time.monotonic() >= deadline:
+            raise GpuPoolError(
+                f"no GPU with {slots} free slot(s) of {SLOTS_PER_GPU} among {len(pool)} "
+                f"({source}) in {where} after {timeout_s:g} s; Snakemake's --resources "
+                "gpu_slot=12N should have prevented this: does another run use the same results/?"
+            )
+        time.sleep(poll_s)
+
+
+def current_claim() -> Claim | None:
+    """This process's claim, if it made one."""
+    return _claim
 
 
 def release() -> None:
@@ -245,19 +370,33 @@ def release() -> None:
 
 
 def claim_for_job(snakemake: object, logger: logging.Logger | None = None) -> Claim | None:
-    """Claim the job's ``resources.gpu`` GPUs (none asked: nothing done) and log the ids."""
+    """Claim what the job's resources ask: ``gpu`` whole GPUs, or (``gpu=0``) ``gpu_slot``
+    slots of one shared GPU; nothing asked: nothing done. Logs the ids."""
     logger = logger or log
     resources = getattr(snakemake, "resources", None)
     n = int(getattr(resources, "gpu", 0) or 0)
-    if n <= 0:
+    slots = int(getattr(resources, "gpu_slot", 0) or 0)
+    if n <= 0 and slots <= 0:
         return None
     rule = getattr(snakemake, "rule", "job")
     wildcards = getattr(snakemake, "wildcards", None)
     pairs = list(wildcards.items()) if hasattr(wildcards, "items") else []
     what = " ".join([rule, *(f"{k}={v}" for k, v in pairs)])
-    claim = claim_gpus(n, what=what)
+    claim = claim_gpus(n, what=what) if n > 0 else claim_share(slots, what=what)
     if claim is None:
         logger.info("GPU pool: no GPUs on this host; %s runs without pinning", rule)
+    elif claim.slots < SLOTS_PER_GPU:
+        logger.info(
+            "GPU pool: claimed %d of %d slots of GPU %s (pool of %d, %s, locks in %s): "
+            "CUDA_VISIBLE_DEVICES=%s",
+            claim.slots,
+            SLOTS_PER_GPU,
+            claim.visible,
+            len(claim.pool),
+            claim.source,
+            claim.lock_dir,
+            claim.visible,
+        )
     else:
         logger.info(
             "GPU pool: claimed %d of %d (%s, locks in %s): CUDA_VISIBLE_DEVICES=%s",

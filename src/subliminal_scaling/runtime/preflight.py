@@ -230,33 +230,77 @@ def run_checks(config: dict[str, Any], *, toy: bool, env_file: str | Path = ".en
             import torch
 
             n_gpus = torch.cuda.device_count()
-            memory = [torch.cuda.get_device_properties(i).total_memory / 1e9 for i in range(n_gpus)]
+            props = [torch.cuda.get_device_properties(i) for i in range(n_gpus)]
+            memory = [p.total_memory / 1e9 for p in props]
             checks.append(Check("gpu", True, f"{n_gpus} CUDA device(s)"))
-            checks += gpu_memory_checks(config, memory)
+            checks += gpu_memory_checks(config, memory, [p.name for p in props])
     checks += disk_checks(config, concurrent_students=max(1, n_gpus))
     return checks
 
 
-def gpu_memory_checks(config: dict[str, Any], memory_gb: list[float]) -> list[Check]:
-    """Each size's measured need (``models[].gpu_memory_gb``) against the smallest GPU here:
-    the pool may give a job any of them. One line per size that cannot fit."""
+# Settings files measured per GPU model (matched in torch's device name): what to suggest.
+GPU_SETTINGS = {
+    "H200": "config/config.yaml (its defaults)",
+    "H100": "--configfile config/config.yaml config/h100.yaml",
+}
+
+
+def settings_hint(names: list[str]) -> str:
+    """Which measured settings fit the GPUs named, or how to make some."""
+    for key, how in GPU_SETTINGS.items():
+        if names and all(key in n for n in names):
+            return f"for {names[0]} use {how}"
+    return (
+        "no settings were measured on this GPU: benchmark it (benchmarks/README.md) and write "
+        "an override file like config/h100.yaml"
+    )
+
+
+def gpu_memory_checks(
+    config: dict[str, Any], memory_gb: list[float], names: list[str] | None = None
+) -> list[Check]:
+    """Each size's measured need against the smallest GPU here (the pool may give a job any of
+    them): ``students_per_gpu`` students x ``models[].gpu_memory_gb``. One line per size; a
+    GPU other than the one the settings were measured on (``gpu_profile``) is named, with the
+    settings file to use."""
+    names = names or []
     smallest = min(memory_gb)
-    slugs = {m.id: m.slug for m in Sweep(config).models}
+    sweep = Sweep(config)
+    slugs = {m.id: m.slug for m in sweep.models}
+    profile = config.get("gpu_profile")
     out = []
+    if profile and names:
+        same = all(n == profile["name"] for n in names)
+        out.append(
+            Check(
+                "gpu profile",
+                True,
+                f"settings measured on {profile['name']}, as the GPUs here"
+                if same
+                else f"settings measured on {profile['name']} ({profile['memory_gb']:.1f} GB) but "
+                f"this host has {names[0]} ({smallest:.1f} GB): {settings_hint(names)}",
+            )
+        )
     for i, m in enumerate(config["models"]):
-        need = m.get("gpu_memory_gb")
-        if need is None:
+        one = m.get("gpu_memory_gb")
+        if one is None:
             continue
         slug = slugs[m["id"]]
+        k = sweep.students_per_gpu(slug)
+        need = one * k
+        what = f"{k} students x {one:.1f} GB" if k > 1 else f"{one:.1f} GB"
+        fix = (
+            f"{settings_hint(names)}; or lower models[{i}].train.micro_batch / students_per_gpu"
+            " or turn on gradient_checkpointing, then re-measure (benchmarks/README.md)"
+        )
         out.append(
             Check(
                 f"gpu memory ({slug})",
                 need <= smallest,
-                f"needs {need:.1f} GB, GPUs here have {smallest:.1f} GB"
+                f"needs {what} per GPU, GPUs here have {smallest:.1f} GB"
                 if need <= smallest
-                else f"needs {need:.1f} GB (models[{i}].gpu_memory_gb) but the smallest GPU here "
-                f"has {smallest:.1f} GB: lower models[{i}].train.micro_batch or turn on "
-                "gradient_checkpointing, then re-measure (benchmarks/README.md)",
+                else f"needs {what} per GPU (models[{i}]) but the smallest GPU here has "
+                f"{smallest:.1f} GB: {fix}",
             )
         )
     return out

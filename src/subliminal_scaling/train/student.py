@@ -301,6 +301,25 @@ def set_cuda_allocator(conf: str | None) -> None:
     os.environ["PYTORCH_CUDA_ALLOC_CONF"] = conf
 
 
+def limit_to_gpu_share() -> float | None:
+    """Cap this process's CUDA memory at its share of a GPU it shares with other students.
+
+    Why: several students on one GPU (``students_per_gpu``) must not starve each other; with
+    the cap, a student that outgrows its share fails with an out-of-memory error in its own
+    log instead of pushing a neighbour over. Returns the share (None: a whole GPU).
+    """
+    import torch
+
+    from subliminal_scaling.runtime.gpu_pool import current_claim
+
+    claim = current_claim()
+    if claim is None or claim.share >= 1:
+        return None
+    torch.cuda.set_per_process_memory_fraction(claim.share)
+    log.info("GPU shared: this student may use %.0f%% of its memory", 100 * claim.share)
+    return claim.share
+
+
 def train_student(
     *,
     spec: StudentSpec,
@@ -318,6 +337,7 @@ def train_student(
     trainer_dir = out_dir / layout.TRAINER_DIR
     set_cuda_allocator(spec.training.get("cuda_alloc_conf"))
     use_cuda = torch.cuda.is_available()
+    share = limit_to_gpu_share() if use_cuda else None
     tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=spec.revision)
     dtype = torch.bfloat16 if (spec.training["bf16"] and use_cuda) else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
@@ -384,6 +404,7 @@ def train_student(
         "gpu": torch.cuda.get_device_name() if use_cuda else None,
         "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if use_cuda else None,
         "peak_reserved_gb": torch.cuda.max_memory_reserved() / 1e9 if use_cuda else None,
+        "gpu_share": share,
         "final_loss": losses[-1] if losses else None,
         "wandb_run_id": getattr(wandb_run, "id", None),
         "seed": seed,
