@@ -40,7 +40,9 @@ def check_run_settings():
         )
     granted = _global_resource("gpu")
     slots = _global_resource("gpu_slot")
-    if slots is not None and (granted is None or int(slots) != SLOTS_PER_GPU * int(granted)):
+    if slots is not None and (
+        granted is None or int(slots) != SLOTS_PER_GPU * int(granted)
+    ):
         raise WorkflowError(
             f"--resources gpu_slot={slots} must go with gpu=N and equal {SLOTS_PER_GPU} x N "
             f"(a GPU is {SLOTS_PER_GPU} slots): e.g. --resources gpu=1 gpu_slot={SLOTS_PER_GPU}"
@@ -234,4 +236,6 @@ def shipped_toy_model(wildcards):
     if not root:
         return []
     d = Path(root) / wildcards.model
-    return [str(d / f) for f in ("model.safetensors", "toy_build.json") if (d / f).is_file()]
+    return [
+        str(d / f) for f in ("model.safetensors", "toy_build.json") if (d / f).is_file()
+    ]
