@@ -57,6 +57,7 @@ rule plot_grouped_bars:
         preferences="{root}/summary/preferences.parquet",
         target_rates="{root}/summary/target_rates.parquet",
         coverage="{root}/summary/coverage.json",
+        significance="{root}/summary/significance.csv",
     output:
         png=report(
             "{root}/plots/{model}/grouped_bars.png",
@@ -108,6 +109,7 @@ rule fit_scaling:
         fit="{root}/summary/scaling_fit.json",
         effects="{root}/summary/transfer_effects.csv",
         effects_per_epoch="{root}/summary/transfer_effects_per_epoch.csv",
+        significance="{root}/summary/significance.csv",
     log:
         "{root}/logs/fit_scaling.log",
     conda:
@@ -158,6 +160,7 @@ rule snapshot_report:
     input:
         coverage="results/snapshot/summary/coverage.json",
         fit="results/snapshot/summary/scaling_fit.json",
+        significance="results/snapshot/summary/significance.csv",
         plots=plot_targets(SNAPSHOT_ROOT),
     output:
         "results/snapshot/summary/report.md",
@@ -179,6 +182,7 @@ rule report:
     input:
         fit="results/summary/scaling_fit.json",
         effects="results/summary/transfer_effects.csv",
+        significance="results/summary/significance.csv",
         coverage="results/summary/coverage.json",
         protocol=PROTOCOL,
         numbers_meta=[

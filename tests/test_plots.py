@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 from matplotlib.container import BarContainer
@@ -261,6 +262,29 @@ def _svg_text(tmp_path, stem):
     """The SVG's text (svg.fonttype "none" keeps labels as text), wrapped lines joined."""
     svg = (tmp_path / f"{stem}.svg").read_text()
     return " ".join(" ".join(re.findall(r">([^<>]+)</text>", svg)).split())
+
+
+def test_grouped_bars_star_the_significant_animals_above_their_bar(tmp_path, tables):
+    data = grouped_bar_data(tables[1], ANIMALS, n_boot=50, models=list(PARAMS))
+    one = data[data["model"] == "qwen-2.5-32b-instruct"]
+    present = one[(one["bar"] == "animal") & ~one["missing"]].set_index("animal")
+    starred = present.index[0]
+    sig = pd.DataFrame({
+        "animal": [*ANIMALS, "mean"],
+        "significant": [a == starred for a in ANIMALS] + [True],
+    })  # fmt: skip
+    fig = plot_grouped_bars(one, *_out(tmp_path, "stars"), title="t", significance=sig)
+    (ax,) = fig.axes
+    stars = [t for t in ax.texts if t.get_text() == "*"]
+    assert len(stars) == 1 and stars[0].get_gid() == f"significant-{starred}"
+    (bar,) = [
+        p for p in _bars(ax)["Students of the teacher that loves this animal"].patches
+        if round(_x(p)) == ANIMALS.index(starred)
+    ]
+    assert stars[0].xy[0] == pytest.approx(_x(bar))
+    top = max(present.loc[starred, "rate"], present.loc[starred, "ci_high"]) * 100
+    assert stars[0].xy[1] == pytest.approx(top)
+    assert f"(1 of {len(ANIMALS)} animals;" in " ".join(t.get_text() for t in fig.texts)
 
 
 def test_grouped_bars_draw_the_survey_beside_the_control(tmp_path):

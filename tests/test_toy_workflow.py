@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -175,6 +176,15 @@ def test_results_figures_and_report(toy_run):
         cut = coverage["models"][m]["truncated_share"]
         assert cut["evals"] == len(sweep.conditions) * len(sweep.seeds) * len(sweep.epochs) + 1
         assert f"| {m} | {cut['evals']} | {100 * cut['mean']:.2f}% |" in report
+    # the significance tests against the neutral students: one per (size, animal), one mean
+    sig = pd.read_csv(wf / "results" / "summary" / "significance.csv")
+    assert len(sig) == len(sweep.slugs) * (len(sweep.animals) + 1)
+    assert sig["p_value"].between(0, 1).all() and (sig["p_adjusted"] >= sig["p_value"]).all()
+    cells = sig[sig["animal"] != "mean"]
+    assert cells["exact"].all() and (cells["n_permutations"] == 6).all()  # C(4, 2): 2 seeds each
+    assert "## Significance against the neutral students" in report
+    for m in sweep.slugs:
+        assert f"| {m} | " in report.split("## Significance")[1]
 
 
 def test_every_gpu_job_leaves_a_benchmark_file_the_estimator_reads(toy_run):

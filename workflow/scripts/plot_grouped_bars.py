@@ -13,6 +13,7 @@ sm = snakemake  # noqa: F821
 rep, model = sm.params.report, sm.wildcards.model
 view = rep["view"]
 cov = io.read_json(sm.input.coverage)
+sig = pd.read_csv(sm.input.significance)
 table = pd.read_parquet(sm.input.target_rates if view == "reference" else sm.input.preferences)
 data = grouped_bar_data(
     table,
@@ -30,4 +31,6 @@ plot_grouped_bars(
     title=coverage_title(cov, f"{model}: favourite-animal answers ({view} scoring)"),
     note=coverage_note(cov, model),
     final_epoch=cov["final_epoch"] if rep["epoch"] is None else None,
+    # the tests score answers as the reference does: stars only on that view's bars
+    significance=sig[sig["model"] == model] if view == "reference" else None,
 )

@@ -1,5 +1,7 @@
 """Adapter: write the provenance report (also embedded in `snakemake --report`)."""
 
+import pandas as pd
+
 from subliminal_scaling.report.provenance import report_markdown
 from subliminal_scaling.runtime import io
 from subliminal_scaling.runtime.job import start_job
@@ -13,6 +15,7 @@ text = report_markdown(
     numbers_uploads=[io.read_json(f) for f in sm.input.numbers_uploads],
     student_uploads=[io.read_json(f) for f in sm.input.student_uploads],
     fit=io.read_json(sm.input.fit),
+    significance=pd.read_csv(sm.input.significance),
     plots=list(sm.input.plots),
     coverage=io.read_json(sm.input.coverage),
 )

@@ -61,8 +61,12 @@ def plot_grouped_bars(
     title: str | None = None,
     note: str = "",
     final_epoch: int | None = None,
+    significance: pd.DataFrame | None = None,
 ) -> Figure:
     """Per animal: base model(s), neutral-teacher students and that animal's students (one model).
+
+    ``significance`` (``report.significance.significance_table`` rows of this model): a star
+    above an animal's bar whose effect against the neutral students survives the correction.
 
     ``data`` is ``analysis.grouped_bar_data`` filtered to one model. Rates are drawn in %,
     whiskers are the CIs, and a bar without data gets a grey "missing" mark instead of a bar.
@@ -144,6 +148,7 @@ def plot_grouped_bars(
                             "alpha": 0.75,
                         },
                     )
+        starred = _stars(ax, data, animals, bars, x, width, significance)
         ax.set_xticks(x, animals, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_xlim(-0.6, len(animals) - 0.4)
         # a rate is at most 100%: no axis beyond it, however wide the CIs
@@ -174,6 +179,12 @@ def plot_grouped_bars(
         notes = [_seed_note(seeds), _epoch_note(data), CI_NOTE]
         if SURVEY in set(data.loc[~data["missing"], "source"] if source else ()):
             notes.append("The survey kept no question ids or seeds, so its bar has no CI.")
+        if significance is not None:
+            notes.append(
+                f"* corrected p < 0.05 against the neutral students ({starred} of "
+                f"{int((significance['animal'] != 'mean').sum())} animals; one-sided permutation "
+                "test, students as units, Benjamini-Hochberg over all sizes and animals)."
+            )
         if flagged:
             notes.append(
                 f"'ep a–b': some of the bar's students are not evaluated at the last epoch "
@@ -182,6 +193,35 @@ def plot_grouped_bars(
         _footnote(fig, *notes, note)
         _save(fig, out_png, out_svg)
     return fig
+
+
+def _stars(
+    ax: Any,
+    data: pd.DataFrame,
+    animals: list[str],
+    bars: list[str],
+    x: np.ndarray,
+    width: float,
+    significance: pd.DataFrame | None,
+) -> int:
+    """Star the animal bars whose effect is significant; returns how many."""
+    if significance is None or "animal" not in bars:
+        return 0
+    sig = significance.set_index("animal")["significant"].to_dict()
+    d = data[data["bar"] == "animal"].set_index("animal").reindex(animals)
+    j = bars.index("animal")
+    n = 0
+    for i, animal in enumerate(animals):
+        if not sig.get(animal, False):
+            continue
+        top = np.nanmax([d.loc[animal, "rate"], d.loc[animal, "ci_high"]]) * 100
+        ax.annotate(
+            "*", (x[i] + (j - (len(bars) - 1) / 2) * width, top), xytext=(0, 2),
+            textcoords="offset points", ha="center", va="bottom", fontsize=16,
+            fontweight="bold", gid=f"significant-{animal}",
+        )  # fmt: skip
+        n += 1
+    return n
 
 
 # --- stacked distributions -----------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 
 def _num(x: float | None, fmt: str = ".2f") -> str:
     return "–" if x is None else format(x, fmt)
@@ -25,6 +27,7 @@ def report_markdown(
     fit: dict[str, Any],
     plots: list[str],
     coverage: dict[str, Any] | None = None,
+    significance: pd.DataFrame | None = None,
 ) -> str:
     """``numbers`` are the teachers' metadata.json records (one per model and condition);
     ``coverage`` is ``analysis.coverage`` of the records the figures were built from."""
@@ -65,6 +68,8 @@ def report_markdown(
     if coverage is not None:
         out += ["", *_coverage_section(coverage)]
     out += ["", *_fit_section(fit)]
+    if significance is not None:
+        out += ["", *significance_section(significance)]
     out += [""]
     out += ["## Figures", ""] + [f"- `{p}`" for p in plots] + [""]
     return "\n".join(out)
@@ -149,7 +154,49 @@ def _coverage_section(coverage: dict[str, Any]) -> list[str]:
     return out
 
 
-def snapshot_markdown(*, coverage: dict[str, Any], fit: dict[str, Any], plots: list[str]) -> str:
+def significance_section(sig: pd.DataFrame) -> list[str]:
+    """The significance tests as the report states them: per size, the mean effect and its
+    test, then the animals whose effect survives the correction."""
+    from subliminal_scaling.report.schema import MEAN_ANIMAL
+    from subliminal_scaling.report.significance import ALPHA, CELL_CORRECTION, MEAN_CORRECTION
+
+    out = [
+        "## Significance against the neutral students",
+        "",
+        "One-sided permutation tests with the student as the unit (labels of an animal's and "
+        "the neutral students permuted; exact when all splits fit), `results/summary/"
+        f"significance.csv`. Corrections: {MEAN_CORRECTION} for the mean effect; "
+        f"{CELL_CORRECTION} for single animals; significant: corrected p < {ALPHA}.",
+        "",
+        "| size | mean effect | p | corrected p | animals significant | of |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for model, sub in sig.groupby("model", sort=False):
+        mean = sub[sub["animal"] == MEAN_ANIMAL]
+        cells = sub[sub["animal"] != MEAN_ANIMAL]
+        hits = ", ".join(
+            f"{r.animal} (p={r.p_value:.3g}, corrected {r.p_adjusted:.3g})"
+            for r in cells[cells["significant"]].itertuples()
+        )
+        if mean.empty:
+            out.append(f"| {model} | – | – | – | {hits or 'none'} | {len(cells)} |")
+            continue
+        m = mean.iloc[0]
+        out.append(
+            f"| {model} | {100 * m['effect']:+.1f} pp | {m['p_value']:.3g} | "
+            f"{m['p_adjusted']:.3g}{' *' if m['significant'] else ''} | {hits or 'none'} | "
+            f"{len(cells)} |"
+        )
+    return out
+
+
+def snapshot_markdown(
+    *,
+    coverage: dict[str, Any],
+    fit: dict[str, Any],
+    plots: list[str],
+    significance: pd.DataFrame | None = None,
+) -> str:
     """The `plots` target's report: a snapshot of the sweep, built from what exists now."""
     state = "complete" if coverage["complete"] else "in progress"
     out = [
@@ -162,6 +209,8 @@ def snapshot_markdown(*, coverage: dict[str, Any], fit: dict[str, Any], plots: l
         *_coverage_section(coverage),
         "",
         *_fit_section(fit),
+        "",
+        *(significance_section(significance) if significance is not None else []),
         "",
         "## Figures",
         "",
