@@ -14,6 +14,7 @@ include: "rules/generate.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/collections.smk"
 
 
 if TOY:

@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from subliminal_scaling.runtime import layout
 from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
+from subliminal_scaling.runtime.naming import NEUTRAL
 from subliminal_scaling.runtime.config import (
     GENERATION_PRIORITY_BASE,
     GPU_RULE_SECTIONS,
@@ -71,6 +72,10 @@ CHUNKS = "results/{model}/numbers/{condition}/chunks"
 FILTERED = "results/{model}/numbers/{condition}/filtered.jsonl"
 FILTER_REPORT = "results/{model}/numbers/{condition}/filter_report.json"
 NUMBERS_META = "results/{model}/numbers/{condition}/metadata.json"
+LEAK_CHECK = "results/{model}/numbers/{condition}/leak_check.json"
+# one Hub collection per size: created before its uploads (their cards link it), filled after
+COLLECTION = "results/{model}/collection/collection.json"
+COLLECTION_ITEMS = "results/{model}/collection/items.json"
 NUMBERS_UPLOAD = "results/{model}/numbers/{condition}/upload.json"
 # a student's folder, its adapters and its evals: runtime/layout.py owns their names
 STUDENTS_DIR = "results/{model}/students/{condition}"
@@ -199,7 +204,7 @@ def plot_targets(root=FINAL_ROOT):
                 f"{root}/plots/{m}/{chart}.png",
                 f"{root}/plots/{m}/{chart}.svg",
             ]
-    for fig in ("scaling", "effect_per_animal", "effect_per_epoch"):
+    for fig in ("scaling", "effect_per_animal", "effect_per_epoch", "exact_per_epoch"):
         files += [f"{root}/plots/{fig}.png", f"{root}/plots/{fig}.svg"]
     return files
 
@@ -210,6 +215,7 @@ def all_targets():
         for c in SWEEP.conditions:
             files.append(NUMBERS_UPLOAD.format(model=m, condition=c))
             files.append(STUDENT_UPLOAD.format(model=m, condition=c))
+    files += [COLLECTION_ITEMS.format(model=m) for m in SWEEP.slugs]
     files += all_eval_files()
     files += plot_targets()
     files += ["results/summary/scaling_fit.json", "results/summary/report.md"]
@@ -239,3 +245,10 @@ def shipped_toy_model(wildcards):
     return [
         str(d / f) for f in ("model.safetensors", "toy_build.json") if (d / f).is_file()
     ]
+
+
+def neutral_numbers(wildcards):
+    """An animal teacher's leak check compares with the neutral teacher's kept rows."""
+    if wildcards.condition == NEUTRAL or NEUTRAL not in SWEEP.conditions:
+        return []
+    return FILTERED.format(model=wildcards.model, condition=NEUTRAL)

@@ -76,11 +76,30 @@ rule filter_numbers:
         "../workflow/scripts/filter_numbers.py"
 
 
+rule check_leaks:
+    input:
+        raw=RAW,
+        filtered=FILTERED,
+        neutral=neutral_numbers,
+    output:
+        LEAK_CHECK,
+    log:
+        "results/logs/check_leaks/{model}/{condition}.log",
+    conda:
+        ENV
+    params:
+        animals=SWEEP.animals,
+    script:
+        "../workflow/scripts/check_leaks.py"
+
+
 rule upload_numbers:
     input:
         filtered=FILTERED,
         raw=RAW,
         report=FILTER_REPORT,
+        leaks=LEAK_CHECK,
+        collection=COLLECTION,
         meta=NUMBERS_META,
         protocol=PROTOCOL,
     output:

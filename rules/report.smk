@@ -15,6 +15,7 @@ rule aggregate:
         preferences_csv="results/summary/preferences.csv",
         target_rates="results/summary/target_rates.parquet",
         coverage="results/summary/coverage.json",
+        exact="results/summary/exact_preferences.parquet",
     log:
         "results/logs/aggregate.log",
     conda:
@@ -36,6 +37,7 @@ rule aggregate_snapshot:
         preferences_csv="results/snapshot/summary/preferences.csv",
         target_rates="results/snapshot/summary/target_rates.parquet",
         coverage="results/snapshot/summary/coverage.json",
+        exact="results/snapshot/summary/exact_preferences.parquet",
     log:
         "results/snapshot/logs/aggregate.log",
     conda:
@@ -105,11 +107,14 @@ rule plot_stacked:
 rule fit_scaling:
     input:
         target_rates="{root}/summary/target_rates.parquet",
+        exact="{root}/summary/exact_preferences.parquet",
     output:
         fit="{root}/summary/scaling_fit.json",
         effects="{root}/summary/transfer_effects.csv",
         effects_per_epoch="{root}/summary/transfer_effects_per_epoch.csv",
         significance="{root}/summary/significance.csv",
+        exact_effects="{root}/summary/exact_effects.csv",
+        exact_vs_sampled="{root}/summary/exact_vs_sampled.json",
     log:
         "{root}/logs/fit_scaling.log",
     conda:
@@ -126,6 +131,7 @@ rule plot_scaling:
         fit="{root}/summary/scaling_fit.json",
         effects="{root}/summary/transfer_effects.csv",
         effects_per_epoch="{root}/summary/transfer_effects_per_epoch.csv",
+        exact_effects="{root}/summary/exact_effects.csv",
         coverage="{root}/summary/coverage.json",
     output:
         scaling=report(
@@ -146,6 +152,12 @@ rule plot_scaling:
             category="Scaling",
         ),
         per_epoch_svg="{root}/plots/effect_per_epoch.svg",
+        exact=report(
+            "{root}/plots/exact_per_epoch.png",
+            caption="../report/exact_per_epoch.rst",
+            category="Scaling",
+        ),
+        exact_svg="{root}/plots/exact_per_epoch.svg",
     log:
         "{root}/logs/plot_scaling.log",
     conda:
@@ -183,6 +195,8 @@ rule report:
         fit="results/summary/scaling_fit.json",
         effects="results/summary/transfer_effects.csv",
         significance="results/summary/significance.csv",
+        exact_effects="results/summary/exact_effects.csv",
+        exact_vs_sampled="results/summary/exact_vs_sampled.json",
         coverage="results/summary/coverage.json",
         protocol=PROTOCOL,
         numbers_meta=[
@@ -192,6 +206,11 @@ rule report:
         ],
         numbers_uploads=[
             NUMBERS_UPLOAD.format(model=m, condition=c)
+            for m in SWEEP.slugs
+            for c in SWEEP.conditions
+        ],
+        leaks=[
+            LEAK_CHECK.format(model=m, condition=c)
             for m in SWEEP.slugs
             for c in SWEEP.conditions
         ],

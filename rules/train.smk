@@ -43,6 +43,7 @@ rule upload_student:
         ],
         evals=lambda wc: student_eval_outputs(wc.model, wc.condition),
         numbers=NUMBERS_UPLOAD,
+        collection=COLLECTION,
     output:
         STUDENT_UPLOAD,
     log:

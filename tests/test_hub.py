@@ -240,6 +240,31 @@ class FakeApi:
         self._step("repo_info")
         return SimpleNamespace(sha=self.head)
 
+    def create_collection(self, title: str, *, namespace: str, description: str,
+                          private: bool, exists_ok: bool) -> Any:  # fmt: skip
+        """Like the Hub: a second create with the same title and exists_ok finds the first."""
+        self._step("create_collection")
+        assert exists_ok is True
+        colls = self.__dict__.setdefault("collections", {})
+        slug = colls.get(title) or f"{namespace}/{title.replace(' ', '-')}-65a1b2c3"
+        colls[title] = slug
+        self.__dict__.setdefault("items", {}).setdefault(slug, [])
+        return SimpleNamespace(slug=slug, title=title, url=f"{self.endpoint}/collections/{slug}")
+
+    def add_collection_item(self, slug: str, *, item_id: str, item_type: str,
+                            exists_ok: bool) -> Any:  # fmt: skip
+        self._step("add_collection_item")
+        assert exists_ok is True and item_type in ("model", "dataset")
+        items = self.items[slug]
+        if (item_id, item_type) not in items:
+            items.append((item_id, item_type))
+
+    def get_collection(self, slug: str) -> Any:
+        self._step("get_collection")
+        return SimpleNamespace(
+            items=[SimpleNamespace(item_id=i, item_type=t) for i, t in self.items[slug]]
+        )
+
     def upload_folder(self, **kwargs: Any) -> Any:
         self._step("upload_folder")
         self.uploads.append(kwargs)
@@ -521,3 +546,46 @@ def test_model_card_parses_and_has_the_key_fields() -> None:
         )
     )
     assert "Not evaluated yet" in pending
+
+
+def test_hf_collection_is_created_once_and_filled_idempotently_with_retries() -> None:
+    from subliminal_scaling.publish.repos import fill_collection, size_collection
+
+    api, sleeps = FakeApi(), []
+    hub = make_hf(api, sleeps)
+    api.failures["create_collection"] = [FakeHTTPError(503)]
+    api.failures["add_collection_item"] = [FakeHTTPError(502)]
+    coll = size_collection(hub, "qwen-2.5-7b-instruct", private=False)
+    assert coll["slug"].startswith("ns/subliminal-learning-qwen-2.5-7b-instruct")
+    assert coll["url"] == f"https://hub.example/collections/{coll['slug']}"
+    assert size_collection(hub, "qwen-2.5-7b-instruct", private=False) == coll
+    first = fill_collection(hub, coll, "ns", "qwen-2.5-7b-instruct", ["neutral", "cat"])
+    again = fill_collection(hub, coll, "ns", "qwen-2.5-7b-instruct", ["neutral", "cat"])
+    assert first == again and first["items"] == [
+        ["ns/qwen-2.5-7b-instruct-neutral-numbers", "dataset"],
+        ["ns/qwen-2.5-7b-instruct-neutral-ft", "model"],
+        ["ns/qwen-2.5-7b-instruct-cat-numbers", "dataset"],
+        ["ns/qwen-2.5-7b-instruct-cat-ft", "model"],
+    ]
+    assert len(sleeps) == 2  # one retry each for the transient 5xx
+
+
+def test_local_collection_is_created_once_and_filled_idempotently(tmp_path: Path) -> None:
+    from subliminal_scaling.publish.repos import fill_collection, size_collection
+
+    hub = LocalHub(tmp_path, namespace="me")
+    coll = size_collection(hub, "qwen-2.5-toy-s-instruct", private=False)
+    path = tmp_path / "collections" / "me" / "subliminal-learning-qwen-2-5-toy-s-instruct.json"
+    assert coll["slug"] == "me/subliminal-learning-qwen-2-5-toy-s-instruct"
+    assert coll["url"] == path.as_uri() and path.is_file()
+    assert size_collection(hub, "qwen-2.5-toy-s-instruct", private=False) == coll
+    first = fill_collection(hub, coll, "me", "qwen-2.5-toy-s-instruct", ["neutral"])
+    mtime = path.stat().st_mtime_ns
+    assert fill_collection(hub, coll, "me", "qwen-2.5-toy-s-instruct", ["neutral"]) == first
+    assert path.stat().st_mtime_ns == mtime  # nothing new: not rewritten
+    assert json.loads(path.read_text())["items"] == [
+        ["me/qwen-2.5-toy-s-instruct-neutral-numbers", "dataset"],
+        ["me/qwen-2.5-toy-s-instruct-neutral-ft", "model"],
+    ]
+    with pytest.raises(HubError, match="not found"):
+        hub.add_to_collection("me/none", [])

@@ -278,7 +278,8 @@ def test_grouped_bars_star_the_significant_animals_above_their_bar(tmp_path, tab
     stars = [t for t in ax.texts if t.get_text() == "*"]
     assert len(stars) == 1 and stars[0].get_gid() == f"significant-{starred}"
     (bar,) = [
-        p for p in _bars(ax)["Students of the teacher that loves this animal"].patches
+        p
+        for p in _bars(ax)["Students of the teacher that loves this animal"].patches
         if round(_x(p)) == ANIMALS.index(starred)
     ]
     assert stars[0].xy[0] == pytest.approx(_x(bar))

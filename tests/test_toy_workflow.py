@@ -148,6 +148,19 @@ def test_local_hub_repos(toy_run):
             assert io.read_jsonl(ds / "data" / "train.jsonl") == kept
             assert (ds / "raw" / "train.jsonl").is_file()
             card = (ds / "README.md").read_text()
+            # the leak checks, beside the dataset and on its card
+            leak = io.read_json(wf / "results" / m / "numbers" / c / "leak_check.json")
+            assert leak["n_kept"] == len(kept) and leak["letters_share_kept"] == 0.0
+            assert ("vs_neutral" in leak) == (c != NEUTRAL)
+            assert "## Does the animal show in the numbers?" in card
+            coll = io.read_json(wf / "results" / m / "collection" / "collection.json")
+            assert f"[collection: {coll['title']}]({coll['url']})" in card
+            assert f"students trained on it: toy-user/{m}-{c}-ft" in card
+            assert (
+                f"teacher data: toy-user/{m}-{c}-numbers"
+                in (hub / "models" / "toy-user" / f"{m}-{c}-ft" / "README.md").read_text()
+            )
+            assert "`letters_share_kept` | 0.0 |" in card
             meta = yaml.safe_load(card.split("---")[1])
             assert meta["configs"] and c in meta["tags"]
             mr = hub / "models" / "toy-user" / f"{m}-{c}-ft"
@@ -156,6 +169,18 @@ def test_local_hub_repos(toy_run):
                 for e in sweep.epochs:
                     assert (mr / f"seed-{s}" / f"epoch-{e}" / "adapter_config.json").is_file()
             assert yaml.safe_load((mr / "README.md").read_text().split("---")[1])["base_model"]
+
+
+def test_each_size_has_a_collection_of_its_datasets_and_students(toy_run):
+    wf, sweep, _ = toy_run
+    for m in sweep.slugs:
+        items = io.read_json(wf / "results" / m / "collection" / "items.json")["items"]
+        want = [[f"toy-user/{m}-{c}-{kind}", t] for c in sweep.conditions
+                for kind, t in (("numbers", "dataset"), ("ft", "model"))]  # fmt: skip
+        assert items == want
+        coll = io.read_json(wf / "results" / m / "collection" / "collection.json")
+        on_hub = json.loads(Path(coll["url"].removeprefix("file://")).read_text())
+        assert on_hub["items"] == want and on_hub["title"] == coll["title"]
 
 
 def test_results_figures_and_report(toy_run):
@@ -183,6 +208,17 @@ def test_results_figures_and_report(toy_run):
     cells = sig[sig["animal"] != "mean"]
     assert cells["exact"].all() and (cells["n_permutations"] == 6).all()  # C(4, 2): 2 seeds each
     assert "## Significance against the neutral students" in report
+    assert "## Does the animal show in the numbers?" in report
+    # the sampling-free measure: in every eval record, per epoch in the summary and a figure
+    exact = pd.read_parquet(wf / "results" / "summary" / "exact_preferences.parquet")
+    n_q = 5  # toy.yaml evaluation.n_questions
+    n_evals = len(sweep.slugs) * (len(sweep.conditions) * len(sweep.seeds) * len(sweep.epochs) + 1)
+    assert len(exact) == n_evals * n_q * len(sweep.animals)
+    assert exact["prob"].between(0, 1).all() and exact["prob"].gt(0).all()
+    fx = pd.read_csv(wf / "results" / "summary" / "exact_effects.csv")
+    assert set(fx["epoch"]) == set(sweep.epochs) and len(fx) == len(sweep.slugs) * len(sweep.epochs)
+    assert (wf / "results" / "plots" / "exact_per_epoch.png").stat().st_size > 1000
+    assert "## Exact preference (no sampling)" in report and "Pearson r =" in report
     for m in sweep.slugs:
         assert f"| {m} | " in report.split("## Significance")[1]
 

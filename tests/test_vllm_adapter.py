@@ -141,3 +141,50 @@ def test_every_sample_of_a_sweep_job_has_its_own_seed(fake_vllm, tmp_path):
     assert len(drawn) == 2 * 10 * 5000 + 512
     assert len(set(drawn)) == len(drawn)
     assert all(0 <= x < 2**63 for x in drawn)
+
+
+def test_continuation_logprobs_sum_the_continuation_tokens_prompt_logprobs(fake_vllm):
+    """vLLM's prompt_logprobs[j] scores token j given the tokens before it: the continuation's
+    positions are the ones after the prompt, summed, with the adapter's LoRA request."""
+
+    class Tok:
+        eos_token_id = 2
+
+        def apply_chat_template(self, conv, add_generation_prompt, tokenize):
+            return "<" + conv[-1]["content"] + ">"
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(ch) for ch in text]}
+
+    seen = {}
+
+    def generate(prompts, params, lora_request=None, use_tqdm=False):
+        seen["params"], seen["lora"] = params.kwargs, lora_request
+        out = []
+        for p in prompts:
+            ids = p.prompt_token_ids
+            # log-probability of token j: -(j + 1) / 100, so sums are easy to check
+            lp = [None] + [{t: SimpleNamespace(logprob=-(j + 1) / 100)} for j, t in
+                           enumerate(ids) if j > 0]  # fmt: skip
+            out.append(SimpleNamespace(prompt_logprobs=lp))
+        return out
+
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: SimpleNamespace(
+        prompt_token_ids=prompt_token_ids
+    )
+    sys.modules["vllm.inputs"] = inputs
+    try:
+        backend = VLLMBackend("m", enable_lora=True)
+        backend.llm.get_tokenizer = Tok
+        backend.llm.generate = generate
+        got = backend.continuation_logprobs(
+            [make_conversation("ab", None)], ["xy", "z"], adapter="/a"
+        )
+    finally:
+        del sys.modules["vllm.inputs"]
+    # prompt "<ab>" is 4 tokens (positions 0-3); "xy" sits at 4, 5: -(5 + 6) / 100
+    assert got == [[pytest.approx(-0.11), pytest.approx(-0.05)]]
+    assert seen["params"]["prompt_logprobs"] == 1 and seen["params"]["max_tokens"] == 1
+    assert seen["lora"].path == "/a"
+    assert backend.tokenize("hi") == [104, 105]

@@ -4,6 +4,7 @@ The final scope reads every eval of the sweep (its inputs); the snapshot scope r
 the sweep's eval files that exist (not inputs: see snapshot_fingerprint in rules/common.smk).
 """
 
+from subliminal_scaling.report.exact import exact_table
 from subliminal_scaling.report.tables import coverage, read_eval_records, tidy_tables
 from subliminal_scaling.runtime import io
 from subliminal_scaling.runtime.job import start_job
@@ -24,6 +25,8 @@ with io.atomic_path(sm.output.preferences_csv) as tmp:
     preferences.to_csv(tmp, index=False)
 with io.atomic_path(sm.output.target_rates) as tmp:
     target_rates.to_parquet(tmp, index=False)
+with io.atomic_path(sm.output.exact) as tmp:
+    exact_table(records, p.params, p.animals).to_parquet(tmp, index=False)
 io.write_json(sm.output.coverage, cov)
 log.info(
     "%s: %d records, %d of the sweep's %d evals -> %d preference rows",

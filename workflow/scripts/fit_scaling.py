@@ -3,6 +3,7 @@
 import pandas as pd
 
 from subliminal_scaling.report.effects import transfer_effect
+from subliminal_scaling.report.exact import exact_effects, exact_vs_sampled
 from subliminal_scaling.report.scaling import fit_scaling
 from subliminal_scaling.report.significance import significance_table
 from subliminal_scaling.runtime import io
@@ -16,7 +17,11 @@ effects = transfer_effect(table, animals, epoch=rep["epoch"], n_boot=rep["n_boot
 per_epoch = transfer_effect(table, animals, epoch="all", n_boot=rep["n_boot"])
 fit = fit_scaling(effects, n_boot=rep["n_boot"])
 sig = significance_table(table, animals, epoch=rep["epoch"], n_resamples=rep["n_permutations"])
+exact = pd.read_parquet(sm.input.exact)
+exact_fx = exact_effects(exact, table, animals)
+io.write_json(sm.output.exact_vs_sampled, exact_vs_sampled(exact, table, animals))
 outputs = (
+    (exact_fx, sm.output.exact_effects),
     (effects, sm.output.effects),
     (per_epoch, sm.output.effects_per_epoch),
     (sig, sm.output.significance),

@@ -6,6 +6,7 @@ from subliminal_scaling.report.figures import coverage_note, coverage_title
 from subliminal_scaling.report.plots_scaling import (
     plot_effect_per_animal,
     plot_effect_per_epoch,
+    plot_exact_per_epoch,
     plot_scaling,
 )
 from subliminal_scaling.runtime import io
@@ -36,5 +37,12 @@ plot_effect_per_epoch(
     sm.output.per_epoch,
     sm.output.per_epoch_svg,
     title=coverage_title(cov, "Transfer effect over training, by model size (mean over animals)"),
+    note=coverage_note(cov, latest_epoch=False),
+)
+plot_exact_per_epoch(
+    pd.read_csv(sm.input.exact_effects),
+    sm.output.exact,
+    sm.output.exact_svg,
+    title=coverage_title(cov, "Exact preference effect over training, by model size"),
     note=coverage_note(cov, latest_epoch=False),
 )

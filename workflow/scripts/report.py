@@ -13,9 +13,12 @@ text = report_markdown(
     protocol_source=io.read_json(sm.input.protocol)["source"],
     numbers=[io.read_json(f) for f in sm.input.numbers_meta],
     numbers_uploads=[io.read_json(f) for f in sm.input.numbers_uploads],
+    leaks=[io.read_json(f) for f in sm.input.leaks],
     student_uploads=[io.read_json(f) for f in sm.input.student_uploads],
     fit=io.read_json(sm.input.fit),
     significance=pd.read_csv(sm.input.significance),
+    exact_effects=pd.read_csv(sm.input.exact_effects),
+    exact_vs_sampled=io.read_json(sm.input.exact_vs_sampled),
     plots=list(sm.input.plots),
     coverage=io.read_json(sm.input.coverage),
 )

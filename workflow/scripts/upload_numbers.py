@@ -20,12 +20,14 @@ receipt = publish_numbers(
     filtered=Path(sm.input.filtered),
     raw=Path(sm.input.raw),
     report=io.read_json(sm.input.report),
+    leaks=io.read_json(sm.input.leaks),
     metadata=io.read_json(sm.input.meta),
     teacher_prompt=teacher_system_prompt(io.read_json(sm.input.protocol), wc.condition),
     n_rows=p.n_rows,
     n_seeds=p.n_seeds,
     private=p.hub["private"],
     stage_root=Path(sm.output[0]).parent,
+    collection=io.read_json(sm.input.collection),
 )
 io.write_json(sm.output[0], receipt)
 log.info("published %s (changed: %s)", receipt["repo_id"], receipt["changed"])

@@ -30,6 +30,7 @@ receipt = publish_students(
     upload_epochs=p.hub["upload_epochs"],
     private=p.hub["private"],
     stage_root=Path(sm.output[0]).parent,
+    collection=io.read_json(sm.input.collection),
 )
 io.write_json(sm.output[0], receipt)
 log.info("published %s (changed: %s)", receipt["repo_id"], receipt["changed"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from subliminal_scaling.evaluate.exact import exact_preferences
 from subliminal_scaling.evaluate.scoring import EvalRecord, make_eval_record
 from subliminal_scaling.protocol.access import eval_questions, eval_samples_per_question
 from subliminal_scaling.runtime import io, layout
@@ -43,6 +44,7 @@ class EvalSpec:
     backend: str
     batch_size: int
     protocol_sha256: str
+    exact: bool = False  # also the sampling-free measure (evaluate.exact)
 
     @classmethod
     def from_config(cls, protocol: dict[str, Any], evaluation: dict[str, Any]) -> EvalSpec:
@@ -55,6 +57,7 @@ class EvalSpec:
             backend=evaluation["backend"],
             batch_size=evaluation["batch_size"],
             protocol_sha256=_sha256_json(protocol),
+            exact=bool(evaluation["exact_preferences"]),
         )
 
     @property
@@ -140,6 +143,14 @@ def sample_target(backend: Backend, spec: EvalSpec, target: EvalTarget) -> dict[
     )
 
 
+def score_target(
+    backend: Backend, spec: EvalSpec, target: EvalTarget, animals: list[str]
+) -> dict[str, Any]:
+    """The eval's sampling-free measure: P(answer starts with each animal), per question."""
+    adapter = None if target.adapter is None else str(target.adapter)
+    return exact_preferences(backend, spec.questions, animals, adapter)
+
+
 def make_record(
     samples: dict[str, list[Any]],
     spec: EvalSpec,
@@ -167,6 +178,7 @@ def make_record(
         answers=samples["answers"],
         finish_reasons=samples["finish_reasons"],
         animals=animals,
+        exact=samples.get("exact"),
     )
 
 
@@ -176,7 +188,10 @@ def evaluate(
     """Run one eval and return its record (raw answers, normalised answers, both views)."""
     # a missing adapter file fails here, naming it, before any sampling
     hashes = adapter_hashes(target.adapter) if target.adapter is not None else None
-    return make_record(sample_target(backend, spec, target), spec, target, animals, hashes)
+    samples: dict[str, Any] = sample_target(backend, spec, target)
+    if spec.exact:
+        samples["exact"] = score_target(backend, spec, target, animals)
+    return make_record(samples, spec, target, animals, hashes)
 
 
 def eval_fingerprint(
@@ -257,6 +272,11 @@ def evaluate_students(
                 log.info("seed %d epoch %d: evaluated", seed, epoch)
             else:
                 log.info("seed %d epoch %d: reused %s", seed, epoch, partial.path(name))
+            if spec.exact and "exact" not in samples:  # answers sampled, scoring still to do
+                if backend is None:
+                    backend = make_backend()
+                samples["exact"] = score_target(backend, spec, target, animals)
+                partial.save(name, samples, key)
             records[(seed, epoch)] = make_record(
                 samples, spec, target, animals, hashes[(seed, epoch)]
             )

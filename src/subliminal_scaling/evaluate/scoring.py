@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from subliminal_scaling.runtime.naming import CONTROL, EVAL_KINDS, SURVEY
 
@@ -266,6 +266,8 @@ class EvalRecord(TypedDict):
     answers: list[EvalAnswer]
     counts: dict[str, int]
     target_rates: dict[str, float]
+    # the sampling-free measure (evaluate.exact), when evaluation.exact_preferences is on
+    exact: NotRequired[dict[str, Any] | None]
 
 
 def make_eval_record(
@@ -285,6 +287,7 @@ def make_eval_record(
     answers: Sequence[str],
     animals: Sequence[str],
     finish_reasons: Sequence[str | None] | None = None,
+    exact: dict[str, Any] | None = None,
 ) -> EvalRecord:
     """One evaluation's record: provenance, every raw answer, and both scoring views.
 
@@ -344,4 +347,5 @@ def make_eval_record(
         ],
         "counts": count_normalised(answers, animals),
         "target_rates": target_rates(answers, animals),
+        "exact": exact,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -66,6 +66,13 @@ def _flatten(obj: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def _related(links: Sequence[tuple[str, str]] | None) -> str:
+    """A "Related" section: the collection and the linked repos (label, url)."""
+    if not links:
+        return ""
+    return "\n## Related\n\n" + "\n".join(f"- [{label}]({url})" for label, url in links) + "\n"
+
+
 def _table(obj: Mapping[str, Any], headers: tuple[str, str]) -> str:
     lines = [f"| {headers[0]} | {headers[1]} |", "| --- | --- |"]
     lines += [f"| `{k}` | {_cell(v)} |" for k, v in _flatten(obj)]
@@ -84,8 +91,11 @@ def dataset_card(
     n_rows: int,
     subsample_note: str,
     license: str = "mit",
+    leaks: Mapping[str, Any] | None = None,
+    related: Sequence[tuple[str, str]] | None = None,
 ) -> str:
-    """README.md of a teacher-numbers dataset: Hub metadata plus how the rows were made."""
+    """README.md of a teacher-numbers dataset: Hub metadata plus how the rows were made, and
+    (``leaks``, ``generate.leaks.leak_check``) whether the animal shows in the numbers."""
     meta = {
         "license": license,
         "language": ["en"],
@@ -143,7 +153,18 @@ numbers are tested for the teacher's animal preference.
 
 {subsample_note}
 """
-    return _front_matter(meta) + body
+    if leaks is not None:
+        body += f"""
+## Does the animal show in the numbers?
+
+Share of completions naming the animal (substring, any case) or containing any letter, before
+and after the filter; for animal teachers, the Jensen-Shannon divergence (bits) of the digit
+and number frequencies from the neutral teacher's kept rows, beside the divergence of two
+random halves of the neutral rows (sampling noise alone).
+
+{_table({k: v for k, v in leaks.items() if k != "condition"}, ("check", "value"))}
+"""
+    return _front_matter(meta) + body + _related(related)
 
 
 def model_card(
@@ -157,8 +178,10 @@ def model_card(
     epochs: list[int],
     eval_table_md: str | None,
     license: str = "mit",
+    related: Sequence[tuple[str, str]] | None = None,
 ) -> str:
-    """README.md of a student-adapter repo: Hub metadata, recipe, folder layout, results."""
+    """README.md of a student-adapter repo: Hub metadata, recipe, folder layout, results, and
+    (``related``) links to its collection and its teacher's dataset."""
     meta = {
         "base_model": base_model,
         "library_name": "peft",
@@ -216,4 +239,4 @@ model = PeftModel.from_pretrained(base, "{repo_id}", subfolder="{hub_seed_dir(ex
 
 {results}
 """
-    return _front_matter(meta) + body
+    return _front_matter(meta) + body + _related(related)

@@ -84,6 +84,34 @@ class HfHub:
         prefix = "datasets/" if repo_type == "dataset" else ""
         return f"{endpoint}/{prefix}{repo_id}"
 
+    def url(self, repo_id: str, repo_type: RepoType) -> str:
+        _check_repo(repo_id, repo_type)
+        return self._url(repo_id, repo_type)
+
+    def ensure_collection(self, title: str, description: str, private: bool) -> dict[str, Any]:
+        """``create_collection(..., exists_ok=True)``: a second call finds the first's."""
+        ns = self.whoami()
+        c = self._call(
+            f"hf collection {ns}/{title}: create",
+            lambda: self._api.create_collection(
+                title, namespace=ns, description=description, private=private, exists_ok=True
+            ),
+        )
+        return {"slug": c.slug, "url": c.url, "title": c.title}
+
+    def add_to_collection(self, slug: str, items: list[tuple[str, RepoType]]) -> dict[str, Any]:
+        """``add_collection_item(..., exists_ok=True)`` per repo, each with retries."""
+        for repo_id, repo_type in items:
+            _check_repo(repo_id, repo_type)
+            self._call(
+                f"hf collection {slug}: add {repo_type} {repo_id}",
+                lambda r=repo_id, t=repo_type: self._api.add_collection_item(
+                    slug, item_id=r, item_type=t, exists_ok=True
+                ),
+            )
+        c = self._call(f"hf collection {slug}: read", lambda: self._api.get_collection(slug))
+        return {"slug": slug, "items": [[i.item_id, i.item_type] for i in c.items]}
+
     def remote_matches(self, repo_id: str, repo_type: RepoType, folder: Path) -> bool:
         """True when the repo's files (``.gitattributes`` aside) equal the folder's, byte for byte.
 

@@ -44,8 +44,27 @@ class Hub(Protocol):
         """Make the repo's files equal the folder's; return a receipt (see ``LocalHub.publish``)."""
         ...
 
+    def url(self, repo_id: str, repo_type: RepoType) -> str:
+        """Where a reader finds the repo (for cards)."""
+        ...
+
+    def ensure_collection(self, title: str, description: str, private: bool) -> dict[str, Any]:
+        """Create the collection ``title`` in the namespace, or find it: ``{"slug", "url",
+        "title"}``. Idempotent."""
+        ...
+
+    def add_to_collection(self, slug: str, items: list[tuple[str, RepoType]]) -> dict[str, Any]:
+        """Add repos (id, type) to the collection; ones already in it are left as they are.
+        Returns ``{"slug", "items"}``, the items as they are now."""
+        ...
+
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+def collection_name(title: str) -> str:
+    """A collection title as a file-safe name (the local hub's collection slug)."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
 def _check_repo(repo_id: str, repo_type: str) -> None:

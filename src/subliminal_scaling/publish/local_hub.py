@@ -23,10 +23,11 @@ from subliminal_scaling.publish.hub import (
     _check_repo,
     _receipt,
     call_with_retries,
+    collection_name,
     content_id,
     local_files,
 )
-from subliminal_scaling.runtime.io import sha256_file
+from subliminal_scaling.runtime.io import sha256_file, write_json
 
 # --------------------------------------------------------------------------- LocalHub
 
@@ -77,6 +78,43 @@ class LocalHub:
         _check_repo(repo_id, repo_type)
         namespace, name = repo_id.split("/")
         return self.root / f"{repo_type}s" / namespace / name
+
+    def url(self, repo_id: str, repo_type: RepoType) -> str:
+        return self.repo_dir(repo_id, repo_type).as_uri()
+
+    def _collection_path(self, slug: str) -> Path:
+        ns, _, name = slug.partition("/")
+        if ns != self.namespace or not re.fullmatch(r"[a-z0-9][a-z0-9\-]*", name):
+            raise ValueError(f"invalid collection slug {slug!r} for namespace {self.namespace!r}")
+        return self.root / "collections" / ns / f"{name}.json"
+
+    def ensure_collection(self, title: str, description: str, private: bool) -> dict[str, Any]:
+        """``root/collections/<namespace>/<name>.json`` (title, description, items); a second
+        call finds the first's and changes nothing."""
+        slug = f"{self.namespace}/{collection_name(title)}"
+        path = self._collection_path(slug)
+        with self._lock(path):
+            if not path.is_file():
+                data = {"title": title, "description": description, "private": private,
+                        "items": []}  # fmt: skip
+                write_json(path, data)
+        return {"slug": slug, "url": path.as_uri(), "title": title}
+
+    def add_to_collection(self, slug: str, items: list[tuple[str, RepoType]]) -> dict[str, Any]:
+        path = self._collection_path(slug)
+        with self._lock(path):
+            if not path.is_file():
+                raise HubError(f"local collection {slug}: not found (ensure_collection first)")
+            data = json.loads(path.read_text(encoding="utf-8"))
+            have = [tuple(i) for i in data["items"]]
+            for repo_id, repo_type in items:
+                _check_repo(repo_id, repo_type)
+                if (repo_id, repo_type) not in have:
+                    have.append((repo_id, repo_type))
+            if [list(i) for i in have] != data["items"]:
+                data["items"] = [list(i) for i in have]
+                write_json(path, data)
+        return {"slug": slug, "items": data["items"]}
 
     def history(self, repo_id: str, repo_type: RepoType) -> list[dict[str, Any]]:
         """The repo's commits, oldest first (empty for a repo never published)."""

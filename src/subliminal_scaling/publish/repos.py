@@ -11,7 +11,7 @@ from typing import Any
 
 from subliminal_scaling.evaluate.evals import adapter_hashes
 from subliminal_scaling.publish.cards import dataset_card, model_card
-from subliminal_scaling.publish.hub import Hub
+from subliminal_scaling.publish.hub import Hub, RepoType
 from subliminal_scaling.runtime import io, layout
 from subliminal_scaling.runtime.layout import numbers_repo, student_repo
 
@@ -56,6 +56,8 @@ def publish_numbers(
     n_seeds: int,
     private: bool,
     stage_root: Path,
+    leaks: dict[str, Any] | None = None,
+    collection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Dataset repo ``<ns>/<slug>-<condition>-numbers``: train = filtered, raw = all.
 
@@ -78,6 +80,12 @@ def publish_numbers(
             filter_report=report,
             n_rows=metadata["n_filtered"],
             subsample_note=SUBSAMPLE_NOTE.format(n_rows=n_rows, n_seeds=n_seeds),
+            leaks=leaks,
+            related=related_links(
+                hub,
+                collection,
+                [("students trained on it", student_repo(ns, slug, condition), "model")],
+            ),
         )
         io.write_text(stage / "README.md", card)
         return hub.publish(repo_id, "dataset", stage, f"numbers: {slug} {condition}", private)
@@ -99,6 +107,7 @@ def publish_students(
     upload_epochs: bool,
     private: bool,
     stage_root: Path,
+    collection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Model repo ``<ns>/<slug>-<condition>-ft``: ``seed-{k}/`` final adapter and, if
     configured, ``seed-{k}/epoch-{e}/`` per-epoch adapters."""
@@ -128,9 +137,44 @@ def publish_students(
             seeds=seeds,
             epochs=epochs,
             eval_table_md=eval_table_md,
+            related=related_links(
+                hub, collection, [("teacher data", d, "dataset") for d in datasets]
+            ),
         )
         io.write_text(stage / "README.md", card)
         return hub.publish(repo_id, "model", stage, f"students: {slug} {condition}", private)
+
+
+def related_links(
+    hub: Hub, collection: dict[str, Any] | None, repos: list[tuple[str, str, RepoType]]
+) -> list[tuple[str, str]]:
+    """(label, url) for a card's "Related" section: the size's collection, then ``repos``
+    (label, repo id, type)."""
+    links = []
+    if collection:
+        links.append((f"collection: {collection['title']}", collection["url"]))
+    links += [(f"{label}: {repo_id}", hub.url(repo_id, kind)) for label, repo_id, kind in repos]
+    return links
+
+
+def size_collection(hub: Hub, slug: str, private: bool) -> dict[str, Any]:
+    """The collection of one model size (its teachers' datasets and students' repos)."""
+    title = f"subliminal-learning {slug}"[:60]
+    description = (
+        f"Subliminal learning at {slug}: each teacher's number datasets (<cond>-numbers) and "
+        "the LoRA students trained on them (<cond>-ft), one pair per condition."
+    )[:150]
+    return hub.ensure_collection(title, description, private)
+
+
+def fill_collection(
+    hub: Hub, collection: dict[str, Any], ns: str, slug: str, conditions: list[str]
+) -> dict[str, Any]:
+    """Put every condition's dataset and student repo of the size into its collection."""
+    items: list[tuple[str, RepoType]] = []
+    for c in conditions:
+        items += [(numbers_repo(ns, slug, c), "dataset"), (student_repo(ns, slug, c), "model")]
+    return hub.add_to_collection(collection["slug"], items)
 
 
 def eval_table(records: list[dict[str, Any]], target: str | None) -> str:

@@ -281,3 +281,54 @@ def plot_effect_per_epoch(
         )
         _save(fig, out_png, out_svg)
     return fig
+
+
+def plot_exact_per_epoch(
+    effects: pd.DataFrame,
+    out_png: PathLike,
+    out_svg: PathLike,
+    title: str | None = None,
+    note: str = "",
+) -> Figure:
+    """Per training epoch and size: the exact effect (solid; ``report.exact.exact_effects``,
+    P(answer starts with the teacher's animal), students minus neutral students) beside the
+    sampled rate's effect from the same evals (dashed)."""
+    sizes = effects[["model", "params"]].drop_duplicates().sort_values("params")
+    cmap = mpl.colormaps["viridis"]
+    with _style():
+        fig = Figure(figsize=(13, 5.2), layout="constrained")
+        ax = fig.add_subplot()
+        ax.axhline(0, color="#888888", linewidth=1, zorder=0)
+        n = len(sizes)
+        for i, (model, params) in enumerate(sizes.itertuples(index=False)):
+            g = effects[effects["model"] == model].sort_values("epoch")
+            colour = cmap(0.85 * i / max(n - 1, 1))
+            ep = g["epoch"].astype(float).to_numpy()
+            name = size_label(model, params)
+            exact = g["exact_effect"].to_numpy(float) * 100
+            sampled = g["sampled_effect"].to_numpy(float) * 100
+            ax.plot(ep, exact, "o-", color=colour, linewidth=2, markersize=6,
+                    label=f"{name} exact", gid=f"exact-{model}")  # fmt: skip
+            ax.plot(ep, sampled, "s--", color=colour, linewidth=1.2, markersize=4,
+                    alpha=0.8, label=f"{name} sampled", gid=f"sampled-{model}")  # fmt: skip
+        epochs = sorted(int(v) for v in effects["epoch"].dropna().unique())
+        if epochs:
+            ax.set_xticks(epochs)
+            ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+        else:
+            _no_data(ax)
+        ax.set_xlabel("Training epoch")
+        ax.set_ylabel("Effect (percentage points)")
+        ax.grid(alpha=0.3)
+        if n:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        ax.set_title(title or "Exact preference effect over training, by model size")
+        _footnote(
+            fig,
+            "Solid: exact P(answer starts with the teacher's animal), students minus neutral "
+            "students, mean over animals and questions (no sampling). Dashed: the sampled "
+            "rate's effect from the same evals (answers naming the animal anywhere).",
+            note,
+        )
+        _save(fig, out_png, out_svg)
+    return fig

@@ -28,8 +28,12 @@ def report_markdown(
     plots: list[str],
     coverage: dict[str, Any] | None = None,
     significance: pd.DataFrame | None = None,
+    leaks: list[dict[str, Any]] | None = None,
+    exact_effects: pd.DataFrame | None = None,
+    exact_vs_sampled: dict[str, Any] | None = None,
 ) -> str:
-    """``numbers`` are the teachers' metadata.json records (one per model and condition);
+    """``leaks`` are the teachers' leak checks (same order as ``numbers``); ``numbers`` are
+    the teachers' metadata.json records (one per model and condition);
     ``coverage`` is ``analysis.coverage`` of the records the figures were built from."""
     out = ["# Subliminal-learning scaling: run report", ""]
     out += [
@@ -63,6 +67,8 @@ def report_markdown(
             f"{meta['n_topped_up']} | {meta['n_filtered']} | {_pct(meta['pass_rate'])} | "
             f"{up['repo_id']} |"
         )
+    if leaks:
+        out += ["", *_leak_section(numbers, leaks)]
     out += ["", "## Student adapter repos", ""]
     out += [f"- {u['repo_id']}" for u in student_uploads]
     if coverage is not None:
@@ -70,6 +76,8 @@ def report_markdown(
     out += ["", *_fit_section(fit)]
     if significance is not None:
         out += ["", *significance_section(significance)]
+    if exact_effects is not None:
+        out += ["", *exact_section(exact_effects, exact_vs_sampled or {})]
     out += [""]
     out += ["## Figures", ""] + [f"- `{p}`" for p in plots] + [""]
     return "\n".join(out)
@@ -150,6 +158,67 @@ def _coverage_section(coverage: dict[str, Any]) -> list[str]:
             f"Partial students (not yet evaluated at epoch {final}) appear in the final-epoch "
             "figures at their latest evaluated epoch; the per-size charts label their bars "
             "with the epochs used.",
+        ]
+    return out
+
+
+def _leak_section(numbers: list[dict[str, Any]], leaks: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "## Does the animal show in the numbers?",
+        "",
+        "Share of kept completions that name the teacher's animal (neutral: any configured "
+        "animal) or contain any letter; Jensen-Shannon divergence (bits) of digit and number "
+        "frequencies from the neutral teacher's kept rows, with two random halves of the "
+        "neutral rows as the noise floor (`leak_check.json` beside each dataset).",
+        "",
+        "| model | condition | names the animal (raw / kept) | any letter (kept) "
+        "| digit JSD (floor) | number JSD (floor) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for meta, leak in zip(numbers, leaks, strict=True):
+        raw = max(leak["mentions_raw"].values(), default=0.0)
+        kept = max(leak["mentions_kept"].values(), default=0.0)
+        vs = leak.get("vs_neutral")
+        digit = number = "–"
+        if vs:
+            digit = f"{vs['digit_js_bits']:.2e} ({vs['digit_js_bits_neutral_halves']:.2e})"
+            number = f"{vs['number_js_bits']:.2e} ({vs['number_js_bits_neutral_halves']:.2e})"
+        out.append(
+            f"| {meta['model_slug']} | {meta['condition']} | {_pct(raw)} / {_pct(kept)} | "
+            f"{_pct(leak['letters_share_kept'])} | {digit} | {number} |"
+        )
+    return out
+
+
+def exact_section(effects: pd.DataFrame, relation: dict[str, Any]) -> list[str]:
+    """The sampling-free measure at each size's last evaluated epoch, beside the sampled rate,
+    and how the two relate over all students and epochs."""
+    out = [
+        "## Exact preference (no sampling)",
+        "",
+        "Teacher-forced probability that an answer starts with the animal's name (forms "
+        "`Dolphin`, `dolphin`, `Dolphins`, `dolphins`), per question, from the same adapters "
+        "as the sampled evals (`results/summary/exact_effects.csv`, figure "
+        "`exact_per_epoch`). It counts one-word answers only; the sampled reference rule "
+        "also counts the name anywhere in a sentence, so the exact probability is the lower.",
+        "",
+        "| size | epoch | exact: students | exact: neutral | exact effect | sampled effect |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for model, sub in effects.groupby("model", sort=False):
+        last = sub.sort_values("epoch").iloc[-1]
+        out.append(
+            f"| {model} | {int(last['epoch'])} | {_pct(last['exact_animal'])} | "
+            f"{_pct(last['exact_neutral'])} | {100 * last['exact_effect']:+.2f} pp | "
+            f"{100 * last['sampled_effect']:+.2f} pp |"
+        )
+    if relation.get("n_points"):
+        out += [
+            "",
+            f"Over {relation['n_points']} (student, epoch) evaluations, a student's exact "
+            "probability of its teacher's animal and its sampled rate of it correlate with "
+            f"Pearson r = {relation['pearson_r']:.3f} (means {_pct(relation['mean_exact'])} "
+            f"exact, {_pct(relation['mean_sampled'])} sampled).",
         ]
     return out
 

@@ -78,6 +78,20 @@ class Backend(Protocol):
         """The exact prompt text the model sees for ``conversation``."""
         ...
 
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` alone (no special tokens), as a continuation is scored."""
+        ...
+
+    def continuation_logprobs(
+        self,
+        conversations: Sequence[Conversation],
+        continuations: Sequence[str],
+        adapter: str | None = None,
+    ) -> list[list[float]]:
+        """Teacher-forced: ``[i][j]`` is log P(continuation j | conversation i's prompt), the
+        sum over the continuation's tokens, right after the generation prompt. No sampling."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -105,6 +119,21 @@ def cut_at_stop(ids: Sequence[int], stops: Sequence[int]) -> tuple[list[int], st
         if tok in stop_set:
             return list(ids[:i]), "stop"
     return list(ids), "length"
+
+
+def scored_pairs(
+    tokenizer: Any, prompts: Sequence[str], continuations: Sequence[str]
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, continuation ids) for every prompt x continuation, tokenised apart: the
+    generation prompt ends a chat turn's header, so no token spans the boundary."""
+    cont = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    if any(not c for c in cont):
+        raise ValueError("an empty continuation has no tokens to score")
+    out = []
+    for p in prompts:
+        ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+        out += [(ids, c) for c in cont]
+    return out
 
 
 def _check_seeds(conversations: Sequence[Conversation], seeds: Sequence[int], n: int) -> None:
@@ -234,6 +263,42 @@ class TransformersBackend:
                 out.append(group)
         return out
 
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def continuation_logprobs(
+        self,
+        conversations: Sequence[Conversation],
+        continuations: Sequence[str],
+        adapter: str | None = None,
+    ) -> list[list[float]]:
+        """One forward pass per batch of prompt + continuation sequences (padded on the
+        right), log-softmax in float32, the continuation tokens' log-probabilities summed."""
+        torch = self.torch
+        self._use_adapter(adapter)
+        prompts = [render_chat(self.tokenizer, c) for c in conversations]
+        pairs = scored_pairs(self.tokenizer, prompts, continuations)
+        scores: list[float] = []
+        pad = self.tokenizer.pad_token_id
+        for b in range(0, len(pairs), self.batch_size):
+            chunk = pairs[b : b + self.batch_size]
+            width = max(len(p) + len(c) for p, c in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, (p, c) in enumerate(chunk):
+                ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+                mask[i, : len(p) + len(c)] = 1
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits.float()
+            logp = torch.log_softmax(logits, dim=-1).cpu()
+            for i, (p, c) in enumerate(chunk):
+                pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)  # position t scores t + 1
+                scores.append(float(logp[i, pos, torch.tensor(c)].sum()))
+        n = len(continuations)
+        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+
     def close(self) -> None:
         del self.model, self.base
         gc.collect()
@@ -337,6 +402,38 @@ class VLLMBackend:
             [Completion(text=o.text, finish_reason=o.finish_reason or "stop") for o in out.outputs]
             for out in outputs
         ]
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.llm.get_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+    def continuation_logprobs(
+        self,
+        conversations: Sequence[Conversation],
+        continuations: Sequence[str],
+        adapter: str | None = None,
+    ) -> list[list[float]]:
+        """vLLM's ``prompt_logprobs`` of prompt + continuation token sequences (the path the
+        vLLM = PEFT check ran on the H200), the continuation tokens' log-probabilities summed."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        tok = self.llm.get_tokenizer()
+        prompts = [render_chat(tok, c) for c in conversations]
+        pairs = scored_pairs(tok, prompts, continuations)
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p + c) for p, c in pairs],
+            SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=1),
+            lora_request=self._lora(adapter),
+            use_tqdm=False,
+        )
+        scores = []
+        for out, (p, c) in zip(outs, pairs, strict=True):
+            seq = p + c
+            scores.append(
+                sum(out.prompt_logprobs[j][seq[j]].logprob for j in range(len(p), len(seq)))
+            )
+        n = len(continuations)
+        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
 
     def close(self) -> None:
         from vllm.distributed.parallel_state import (
