@@ -133,6 +133,7 @@ rule plot_scaling:
         effects_per_epoch="{root}/summary/transfer_effects_per_epoch.csv",
         exact_effects="{root}/summary/exact_effects.csv",
         coverage="{root}/summary/coverage.json",
+        peer=lambda wc: config["report"].get("peer") or [],
     output:
         scaling=report(
             "{root}/plots/scaling.png",

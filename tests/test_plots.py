@@ -345,3 +345,29 @@ def test_snapshot_notes_and_partial_marks(tmp_path, tables):
     assert svg.count("missing") == 1  # ... and no per-bar marks
     plot_stacked(stacked_data(prefs, "qwen-2.5-72b", ANIMALS), *_out(tmp_path, "sempty"))
     assert "no data yet" in _svg_text(tmp_path, "sempty")
+
+
+def test_the_peer_layer_draws_the_published_means_with_their_source(tmp_path):
+    from subliminal_scaling.report.plots_scaling import peer_effects, plot_scaling, read_peer
+
+    from .conftest import REPO
+
+    peer = read_peer(REPO / "config" / "peer" / "jeqcho-subliminal-learning-scaling-law.csv")
+    fx = peer_effects(peer).set_index("model")["effect"]
+    assert fx.to_dict() == pytest.approx(
+        {"qwen-2.5-14b-instruct": 0.252 - 0.059, "qwen-2.5-32b-instruct": 0.169 - 0.060}
+    )
+    effects = pd.DataFrame({
+        "model": ["qwen-2.5-7b-instruct", "qwen-2.5-14b-instruct"], "params": [7.6e9, 1.48e10],
+        "animal": ["mean", "mean"], "effect": [0.01, 0.05], "ci_low": [0.0, 0.02],
+        "ci_high": [0.02, 0.08], "epoch": [pd.NA, pd.NA],
+    })  # fmt: skip
+    fig = plot_scaling(effects, None, tmp_path / "s.png", tmp_path / "s.svg", peer=peer)
+    (ax,) = fig.axes
+    (line,) = [ln for ln in ax.lines if (ln.get_gid() or "").startswith("peer-")]
+    assert list(line.get_ydata()) == pytest.approx([19.3, 10.9])
+    assert "published: jeqcho/subliminal-learning-scaling-law" in line.get_label()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source,model\nx,y\n")
+    with pytest.raises(ValueError, match="peer table lacks columns"):
+        read_peer(bad)

@@ -8,6 +8,7 @@ from subliminal_scaling.report.plots_scaling import (
     plot_effect_per_epoch,
     plot_exact_per_epoch,
     plot_scaling,
+    read_peer,
 )
 from subliminal_scaling.runtime import io
 from subliminal_scaling.runtime.job import start_job
@@ -23,6 +24,7 @@ plot_scaling(
     sm.output.scaling_svg,
     title=coverage_title(cov, "Subliminal transfer vs model size (mean over animals)"),
     note=coverage_note(cov),
+    peer=read_peer(sm.input.peer) if sm.input.peer else None,
 )
 plot_effect_per_animal(
     effects,

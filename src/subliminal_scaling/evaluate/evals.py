@@ -268,15 +268,18 @@ def evaluate_students(
                 if backend is None:
                     backend = make_backend()
                 samples = sample_target(backend, spec, target)
+                if spec.exact:  # saved together: a finished piece always has both
+                    samples["exact"] = score_target(backend, spec, target, animals)
                 partial.save(name, samples, key)
                 log.info("seed %d epoch %d: evaluated", seed, epoch)
-            else:
-                log.info("seed %d epoch %d: reused %s", seed, epoch, partial.path(name))
-            if spec.exact and "exact" not in samples:  # answers sampled, scoring still to do
+            elif spec.exact and "exact" not in samples:  # sampled before the measure existed
                 if backend is None:
                     backend = make_backend()
                 samples["exact"] = score_target(backend, spec, target, animals)
                 partial.save(name, samples, key)
+                log.info("seed %d epoch %d: reused answers, scored exactly", seed, epoch)
+            else:
+                log.info("seed %d epoch %d: reused %s", seed, epoch, partial.path(name))
             records[(seed, epoch)] = make_record(
                 samples, spec, target, animals, hashes[(seed, epoch)]
             )

@@ -43,6 +43,35 @@ def _mean_rows(effects: pd.DataFrame, animal: str = MEAN_ANIMAL) -> pd.DataFrame
     return d[np.isfinite(d["effect"].astype(float))].sort_values("params")
 
 
+PEER_COLUMNS = ["source", "model", "params", "animal", "bar", "rate", "n_seeds"]
+
+
+def read_peer(path: PathLike) -> pd.DataFrame:
+    """Another study's published cells (config ``report.peer``): one row per (source, model,
+    animal or "mean", bar "animal"/"neutral") with its rate; a bad file is a one-line error."""
+    df = pd.read_csv(path)
+    missing = [c for c in PEER_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: peer table lacks columns {missing} (needs {PEER_COLUMNS})")
+    if not df["bar"].isin(["animal", "neutral"]).all() or not df["rate"].between(0, 1).all():
+        raise ValueError(f"{path}: bar must be 'animal' or 'neutral' and rate within 0..1")
+    return df
+
+
+def peer_effects(peer: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (source, model): the peer's mean-over-animals animal rate minus its neutral rate."""
+    cols = ["source", "model", "params", "effect", "n_seeds"]
+    if peer is None or peer.empty:
+        return pd.DataFrame(columns=cols)
+    mean = peer[peer["animal"] == MEAN_ANIMAL]
+    wide = mean.pivot_table(
+        index=["source", "model", "params"], columns="bar", values="rate", aggfunc="first"
+    )
+    seeds = mean.groupby(["source", "model", "params"])["n_seeds"].max()
+    out = (wide["animal"] - wide["neutral"]).rename("effect").to_frame().join(seeds)
+    return out.reset_index()[cols].dropna(subset=["effect"])
+
+
 def plot_scaling(
     effects: pd.DataFrame,
     fit: Mapping[str, Any] | None,
@@ -50,8 +79,12 @@ def plot_scaling(
     out_svg: PathLike,
     title: str | None = None,
     note: str = "",
+    peer: pd.DataFrame | None = None,
 ) -> Figure:
     """Transfer effect (pp) against model size on a log axis, with each fitted form's curve.
+
+    ``peer`` (``report.peer.read_peer``): another study's published cells; their mean effect
+    per size (animal minus neutral rate) is drawn as open markers labelled with the source.
 
     ``effects``: ``analysis.transfer_effect`` output (its mean-over-animals rows are used) or
     one row per model with model/params/effect/ci_low/ci_high. ``fit``:
@@ -86,6 +119,12 @@ def plot_scaling(
         else:
             ax.set_xscale("log")
             _no_data(ax)
+        for source, cells in peer_effects(peer).groupby("source", sort=False):
+            ax.plot(
+                cells["params"], cells["effect"] * 100, "D", markersize=8, fillstyle="none",
+                color="#c0392b", markeredgewidth=1.6, zorder=6, gid=f"peer-{source}",
+                label=f"published: {source}\n(n seeds = {int(cells['n_seeds'].max())})",
+            )  # fmt: skip
         if fit:
             crit = fit.get("criterion") or "AIC"
             N = np.asarray(fit.get("params") or [], dtype=float)
