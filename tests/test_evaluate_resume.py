@@ -26,6 +26,7 @@ EVALUATION = {
     "batch_size": 64,
     "sampling": {"temperature": 1.0, "top_p": 1.0, "top_k": None, "repetition_penalty": 1.0,
                  "max_new_tokens": 16},
+    "exact_preferences": True,
 }  # fmt: skip
 ANIMALS = ["cat", "dolphin", "eagle"]
 SEEDS, EPOCHS = [1, 2], [1, 2]
@@ -43,6 +44,7 @@ class CountingBackend:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, str | None]] = []
+        self.scored: list[str | None] = []  # adapters scored by the exact measure
         self.closed = False
 
     def chat(self, conversations, sampling, *, seeds, n=1, adapter=None):
@@ -60,6 +62,21 @@ class CountingBackend:
 
     def render(self, conversation):
         return json.dumps(conversation)
+
+    def tokenize(self, text):
+        return [ord(ch) for ch in text]
+
+    def continuation_logprobs(self, conversations, continuations, adapter=None):
+        """Deterministic log-probabilities that depend on prompt, continuation and adapter."""
+        self.scored.append(adapter)
+        out = []
+        for conv in conversations:
+            row = []
+            for c in continuations:
+                h = hashlib.sha256(f"{adapter}|{conv[-1]['content']}|{c}".encode()).digest()
+                row.append(-3.0 - h[0] / 64)
+            out.append(row)
+        return out
 
     def close(self) -> None:
         self.closed = True
@@ -287,3 +304,25 @@ def test_teacher_chunks_are_reused_and_discarded_on_a_settings_change(tmp_path, 
     changed = NumberBackend()
     gen(changed, {"v": 2})
     assert len(changed.calls) == 2
+
+
+def test_answers_sampled_before_the_exact_measure_are_scored_not_resampled(
+    tmp_path, students, protocol
+):
+    """A sweep evaluated without evaluation.exact_preferences keeps its answers when the
+    measure is turned on: a rerun scores every eval once and samples nothing."""
+    without = {**EVALUATION, "exact_preferences": False}
+    old: list[CountingBackend] = []
+    before = run(tmp_path, protocol, old, evaluation=without)
+    assert all(rec["exact"] is None for rec in before.values()) and old[0].scored == []
+    new: list[CountingBackend] = []
+    after = run(tmp_path, protocol, new)
+    assert len(new) == 1 and new[0].calls == []  # no answer sampled again
+    assert len(new[0].scored) == len(SEEDS) * len(EPOCHS)
+    for key, rec in after.items():
+        assert rec["answers"] == before[key]["answers"]
+        prob = rec["exact"]["prob"]
+        assert len(prob) == EVALUATION["n_questions"] and len(prob[0]) == len(ANIMALS)
+    # and a third run reuses both
+    third: list[CountingBackend] = []
+    assert run(tmp_path, protocol, third) == after and third == []

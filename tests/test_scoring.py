@@ -337,6 +337,7 @@ def test_make_eval_record_schema() -> None:
         "answers",
         "counts",
         "target_rates",
+        "exact",
     ]
     assert rec["n_answers"] == 3
     assert rec["answers"][1] == {
