@@ -52,7 +52,7 @@ def toy_run(tmp_path_factory):
 
 
 def test_finishes_in_minutes(toy_run):
-    """4.7 minutes on an idle 2-core machine (README); 12 before the toy models were shipped.
+    """3-4.7 minutes on a 2-core machine (README); 12 before the toy models were shipped.
     The bound leaves room for a busier CI machine and still catches a return of the builds."""
     assert toy_run[2] < 420
 
