@@ -255,6 +255,18 @@ def plot_effect_per_animal(
     return fig
 
 
+def _epoch_axis(ax: Any, epochs: pd.Series) -> None:
+    """An x axis of the evaluated epochs (or a "no data yet" panel), with the grid."""
+    ticks = sorted(int(v) for v in epochs.dropna().unique())
+    if ticks:
+        ax.set_xticks(ticks)
+        ax.set_xlim(ticks[0] - 0.5, ticks[-1] + 0.5)
+    else:
+        _no_data(ax)
+    ax.set_xlabel("Training epoch")
+    ax.grid(alpha=0.3)
+
+
 def plot_effect_per_epoch(
     effects: pd.DataFrame,
     out_png: PathLike,
@@ -300,15 +312,8 @@ def plot_effect_per_epoch(
                     linewidth=2,
                     label=label,
                 )
-        epochs = sorted(int(v) for v in d["epoch"].dropna().unique())
-        if epochs:
-            ax.set_xticks(epochs)
-            ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
-        else:
-            _no_data(ax)
-        ax.set_xlabel("Training epoch")
+        _epoch_axis(ax, d["epoch"])
         ax.set_ylabel("Transfer effect (percentage points)")
-        ax.grid(alpha=0.3)
         if n:
             ax.legend(title="Model size", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
         if title is None:
@@ -350,15 +355,8 @@ def plot_exact_per_epoch(
                     label=f"{name} exact", gid=f"exact-{model}")  # fmt: skip
             ax.plot(ep, sampled, "s--", color=colour, linewidth=1.2, markersize=4,
                     alpha=0.8, label=f"{name} sampled", gid=f"sampled-{model}")  # fmt: skip
-        epochs = sorted(int(v) for v in effects["epoch"].dropna().unique())
-        if epochs:
-            ax.set_xticks(epochs)
-            ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
-        else:
-            _no_data(ax)
-        ax.set_xlabel("Training epoch")
+        _epoch_axis(ax, effects["epoch"])
         ax.set_ylabel("Effect (percentage points)")
-        ax.grid(alpha=0.3)
         if n:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
         ax.set_title(title or "Exact preference effect over training, by model size")

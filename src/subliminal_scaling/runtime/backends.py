@@ -121,19 +121,30 @@ def cut_at_stop(ids: Sequence[int], stops: Sequence[int]) -> tuple[list[int], st
     return list(ids), "length"
 
 
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` alone (no special tokens)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def scored_pairs(
-    tokenizer: Any, prompts: Sequence[str], continuations: Sequence[str]
+    tokenizer: Any, conversations: Sequence[Conversation], continuations: Sequence[str]
 ) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, continuation ids) for every prompt x continuation, tokenised apart: the
-    generation prompt ends a chat turn's header, so no token spans the boundary."""
-    cont = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    """(prompt ids, continuation ids) for every conversation x continuation, tokenised apart:
+    the generation prompt ends a chat turn's header, so no token spans the boundary."""
+    cont = [token_ids(tokenizer, c) for c in continuations]
     if any(not c for c in cont):
         raise ValueError("an empty continuation has no tokens to score")
     out = []
-    for p in prompts:
-        ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+    for conv in conversations:
+        ids = token_ids(tokenizer, render_chat(tokenizer, conv))
         out += [(ids, c) for c in cont]
     return out
+
+
+def per_conversation(scores: Sequence[float], n_continuations: int) -> list[list[float]]:
+    """``scored_pairs`` order (conversation-major) back to one row per conversation."""
+    n = n_continuations
+    return [list(scores[i : i + n]) for i in range(0, len(scores), n)]
 
 
 def _check_seeds(conversations: Sequence[Conversation], seeds: Sequence[int], n: int) -> None:
@@ -264,7 +275,7 @@ class TransformersBackend:
         return out
 
     def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return token_ids(self.tokenizer, text)
 
     def continuation_logprobs(
         self,
@@ -276,8 +287,7 @@ class TransformersBackend:
         right), log-softmax in float32, the continuation tokens' log-probabilities summed."""
         torch = self.torch
         self._use_adapter(adapter)
-        prompts = [render_chat(self.tokenizer, c) for c in conversations]
-        pairs = scored_pairs(self.tokenizer, prompts, continuations)
+        pairs = scored_pairs(self.tokenizer, conversations, continuations)
         scores: list[float] = []
         pad = self.tokenizer.pad_token_id
         for b in range(0, len(pairs), self.batch_size):
@@ -296,8 +306,7 @@ class TransformersBackend:
             for i, (p, c) in enumerate(chunk):
                 pos = torch.arange(len(p) - 1, len(p) + len(c) - 1)  # position t scores t + 1
                 scores.append(float(logp[i, pos, torch.tensor(c)].sum()))
-        n = len(continuations)
-        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+        return per_conversation(scores, len(continuations))
 
     def close(self) -> None:
         del self.model, self.base
@@ -404,7 +413,7 @@ class VLLMBackend:
         ]
 
     def tokenize(self, text: str) -> list[int]:
-        return list(self.llm.get_tokenizer()(text, add_special_tokens=False)["input_ids"])
+        return token_ids(self.llm.get_tokenizer(), text)
 
     def continuation_logprobs(
         self,
@@ -417,9 +426,7 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        tok = self.llm.get_tokenizer()
-        prompts = [render_chat(tok, c) for c in conversations]
-        pairs = scored_pairs(tok, prompts, continuations)
+        pairs = scored_pairs(self.llm.get_tokenizer(), conversations, continuations)
         outs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=p + c) for p, c in pairs],
             SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=1),
@@ -432,8 +439,7 @@ class VLLMBackend:
             scores.append(
                 sum(out.prompt_logprobs[j][seq[j]].logprob for j in range(len(p), len(seq)))
             )
-        n = len(continuations)
-        return [scores[i * n : (i + 1) * n] for i in range(len(conversations))]
+        return per_conversation(scores, len(continuations))
 
     def close(self) -> None:
         from vllm.distributed.parallel_state import (

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
 from subliminal_scaling.runtime.naming import CONTROL, NEUTRAL, model_slug
 from subliminal_scaling.runtime.seeds import MAX_INDEX, check_distinct, sweep_streams
 from subliminal_scaling.runtime.specs import StudentSpec
@@ -307,8 +308,6 @@ class Sweep:
         share one GPU; every other GPU job asks for whole GPUs and all their slots. Without
         it, every job asks for whole GPUs, as ``--resources gpu=N`` alone expects.
         """
-        from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
-
         k = self.students_per_gpu(slug) if rule == "train_student" else 1
         if packing and k > 1:
             return {"gpu": 0, "gpu_slot": SLOTS_PER_GPU // k}

@@ -41,7 +41,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
@@ -177,6 +177,72 @@ def _note_owner(fd: int, what: str) -> None:
     os.pwrite(fd, f"pid {os.getpid()} {what}\n".encode(), 0)
 
 
+def _state(where: Path, dev: str) -> str:
+    """ "free", "shared" (only sharing jobs hold it) or "exclusive" (a whole-GPU job): a probe,
+    its answer may be stale at once."""
+    gate = where / f"{_safe(dev)}.lock"
+    for state, shared in (("free", False), ("shared", True)):
+        fd = _try_lock(gate, shared=shared)
+        if fd is not None:
+            os.close(fd)
+            return state
+    return "exclusive"
+
+
+def _acquire(
+    env: MutableMapping[str, str],
+    root: str | Path | None,
+    pool: list[str],
+    timeout_s: float | None,
+    poll_s: float,
+    attempt: Callable[[Path, dict[str, str]], tuple[list[str], list[int], list[int]] | None],
+    failure: Callable[[Path, float], str],
+) -> tuple[Path, list[str], list[int], list[int]]:
+    """Retry ``attempt(lock dir, GPU states)`` until it returns (devices, fds, fds to note the
+    owner in). The timeout restarts while sharing jobs hold GPUs: one frees when they finish,
+    so waiting is progress, not a misconfigured run."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise GpuPoolError(
+            "CUDA was initialised before the GPU pool could set CUDA_VISIBLE_DEVICES; "
+            "call start_job(snakemake) before any CUDA use"
+        )
+    if timeout_s is None:
+        timeout_s = float(env.get("SUBLIMINAL_GPU_TIMEOUT", DEFAULT_TIMEOUT_S))
+    where = lock_dir(root, env)
+    where.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {d: _state(where, d) for d in pool}
+        got = attempt(where, states)
+        if got is not None:
+            return (where, *got)
+        if "shared" in states.values():
+            deadline = time.monotonic() + timeout_s
+        if time.monotonic() >= deadline:
+            raise GpuPoolError(failure(where, timeout_s))
+        time.sleep(poll_s)
+
+
+def _pin(
+    env: MutableMapping[str, str],
+    devices: list[str],
+    fds: list[int],
+    owned: list[int],
+    what: str,
+    claim: Claim,
+) -> Claim:
+    """Hold the locks for the life of the process and point CUDA at the claimed devices."""
+    global _claim, _inherited
+    for fd in owned:
+        _note_owner(fd, what)
+    _held.extend(fds)
+    _inherited = (env, env.get("CUDA_VISIBLE_DEVICES"))
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
+    _claim = claim
+    return claim
+
+
 def claim_gpus(
     n: int,
     *,
@@ -193,7 +259,6 @@ def claim_gpus(
     ``GpuPoolError`` when ``n`` exceeds the pool, after ``timeout_s`` without ``n`` free
     devices, or when CUDA was initialised before the pin could take effect.
     """
-    global _claim, _inherited
     env = os.environ if env is None else env
     if _claim is not None:  # one claim per process: a second call sees the narrowed env
         return _claim
@@ -207,49 +272,30 @@ def claim_gpus(
             f"job needs {n} GPU(s) but this host's pool has {len(pool)} ({source}); "
             "lower the job's GPU count (e.g. vllm.tensor_parallel_size) or use a bigger host"
         )
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized():
-        raise GpuPoolError(
-            "CUDA was initialised before the GPU pool could set CUDA_VISIBLE_DEVICES; "
-            "call start_job(snakemake) before any CUDA use"
-        )
-    if timeout_s is None:
-        timeout_s = float(env.get("SUBLIMINAL_GPU_TIMEOUT", DEFAULT_TIMEOUT_S))
-    where = lock_dir(root, env)
-    where.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def attempt(where: Path, _states: dict[str, str]):
         fds: list[int] = []
         got: list[str] = []
         for dev in pool:
             fd = _try_lock(where / f"{_safe(dev)}.lock")
-            if fd is None:
-                continue
-            fds.append(fd)
-            got.append(dev)
-            if len(got) == n:
-                break
-        if len(got) == n:
-            for fd in fds:
-                _note_owner(fd, what)
-            _held.extend(fds)
-            _inherited = (env, env.get("CUDA_VISIBLE_DEVICES"))
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(got)
-            _claim = Claim(tuple(got), tuple(pool), where, source)
-            return _claim
+            if fd is not None:
+                fds.append(fd)
+                got.append(dev)
+                if len(got) == n:
+                    return got, fds, fds
         for fd in fds:
             os.close(fd)  # releases the partial set before waiting
-        if any(_shared_only(where, d) for d in pool):
-            # GPUs shared by small jobs (claim_share): one frees when they finish; waiting
-            # is progress, not a misconfigured run
-            deadline = time.monotonic() + timeout_s
-        if time.monotonic() >= deadline:
-            raise GpuPoolError(
-                f"no {n} free GPU(s) among {len(pool)} ({source}) in {where} after "
-                f"{timeout_s:g} s; Snakemake's --resources gpu=N should have prevented this: "
-                "is N larger than the GPUs here, or does another run use the same results/?"
-            )
-        time.sleep(poll_s)
+        return None
+
+    def failure(where: Path, timeout: float) -> str:
+        return (
+            f"no {n} free GPU(s) among {len(pool)} ({source}) in {where} after "
+            f"{timeout:g} s; Snakemake's --resources gpu=N should have prevented this: "
+            "is N larger than the GPUs here, or does another run use the same results/?"
+        )
+
+    where, got, fds, owned = _acquire(env, root, pool, timeout_s, poll_s, attempt, failure)
+    return _pin(env, got, fds, owned, what, Claim(tuple(got), tuple(pool), where, source))
 
 
 def _try_share(where: Path, dev: str, slots: int) -> list[int] | None:
@@ -269,26 +315,6 @@ def _try_share(where: Path, dev: str, slots: int) -> list[int] | None:
     return None
 
 
-def _shared_only(where: Path, dev: str) -> bool:
-    """Whether sharing jobs (and no whole-GPU job) hold this GPU now."""
-    if not _in_use(where, dev):
-        return False
-    fd = _try_lock(where / f"{_safe(dev)}.lock", shared=True)
-    if fd is None:
-        return False
-    os.close(fd)
-    return True
-
-
-def _in_use(where: Path, dev: str) -> bool:
-    """Whether another job holds this GPU (a probe: its answer may be stale at once)."""
-    fd = _try_lock(where / f"{_safe(dev)}.lock")
-    if fd is None:
-        return True
-    os.close(fd)
-    return False
-
-
 def claim_share(
     slots: int,
     *,
@@ -303,7 +329,6 @@ def claim_share(
     Several such jobs share a GPU while their slots add up to at most 12; a whole-GPU job
     (``claim_gpus``) never shares one with them. None when the pool is empty.
     """
-    global _claim, _inherited
     env = os.environ if env is None else env
     if _claim is not None:
         return _claim
@@ -314,40 +339,25 @@ def claim_share(
     pool, source = discover_pool(env)
     if not pool:
         return None
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized():
-        raise GpuPoolError(
-            "CUDA was initialised before the GPU pool could set CUDA_VISIBLE_DEVICES; "
-            "call start_job(snakemake) before any CUDA use"
-        )
-    if timeout_s is None:
-        timeout_s = float(env.get("SUBLIMINAL_GPU_TIMEOUT", DEFAULT_TIMEOUT_S))
-    where = lock_dir(root, env)
-    where.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def attempt(where: Path, states: dict[str, str]):
         # GPUs other jobs already use first: sharing jobs pack, whole GPUs stay free
-        order = sorted(pool, key=lambda d: not _in_use(where, d))
-        for dev in order:
+        for dev in sorted(pool, key=lambda d: states[d] == "free"):
             fds = _try_share(where, dev, slots)
-            if fds is None:
-                continue
-            for fd in fds[1:]:
-                _note_owner(fd, what)
-            _held.extend(fds)
-            _inherited = (env, env.get("CUDA_VISIBLE_DEVICES"))
-            env["CUDA_VISIBLE_DEVICES"] = dev
-            _claim = Claim((dev,), tuple(pool), where, source, slots=slots)
-            return _claim
-        if any(_shared_only(where, d) for d in pool):
-            deadline = time.monotonic() + timeout_s  # shared GPUs free up as their jobs end
-        if time.monotonic() >= deadline:
-            raise GpuPoolError(
-                f"no GPU with {slots} free slot(s) of {SLOTS_PER_GPU} among {len(pool)} "
-                f"({source}) in {where} after {timeout_s:g} s; Snakemake's --resources "
-                "gpu_slot=12N should have prevented this: does another run use the same results/?"
-            )
-        time.sleep(poll_s)
+            if fds is not None:
+                return [dev], fds, fds[1:]  # owners noted in the slot files, not the gate
+        return None
+
+    def failure(where: Path, timeout: float) -> str:
+        return (
+            f"no GPU with {slots} free slot(s) of {SLOTS_PER_GPU} among {len(pool)} "
+            f"({source}) in {where} after {timeout:g} s; Snakemake's --resources "
+            "gpu_slot=12N should have prevented this: does another run use the same results/?"
+        )
+
+    where, got, fds, owned = _acquire(env, root, pool, timeout_s, poll_s, attempt, failure)
+    claim = Claim(tuple(got), tuple(pool), where, source, slots=slots)
+    return _pin(env, got, fds, owned, what, claim)
 
 
 def current_claim() -> Claim | None:

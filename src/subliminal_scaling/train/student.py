@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -282,8 +283,6 @@ def set_cuda_allocator(conf: str | None) -> None:
     segments let the same batch fit an H200 with headroom. The setting is read once, when
     the allocator starts, so it must come before the first CUDA tensor.
     """
-    import sys
-
     if not conf or os.environ.get("PYTORCH_CUDA_ALLOC_CONF") == conf:
         return
     torch = sys.modules.get("torch")
