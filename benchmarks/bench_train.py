@@ -137,6 +137,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, TrainerCallback
 
     from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
+    from subliminal_scaling.train.kernels import register_attention
     from subliminal_scaling.train.student import build_trainer, set_cuda_allocator
 
     size = args.worker
@@ -201,6 +202,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     t_build = time.perf_counter()
+    register_attention(attn)
     torch.manual_seed(0)
     with device:
         model = AutoModelForCausalLM.from_config(
@@ -373,6 +375,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "mfu_formula": "4 * params_total * non_pad_tokens / timed_wall_s / 989e12"
             " (forward 2N + activation-gradient 2N; frozen base has no weight gradients;"
             " checkpoint recompute and attention FLOPs not counted)",
+            "losses": losses,  # variants of one run share rows and seed: compare these
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
             "final_loss_finite": bool(losses) and math.isfinite(losses[-1]),
@@ -519,7 +522,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         workers = []
         for proc, res_path in procs:
             try:
-                rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+                limit = min(deadline - time.monotonic(), args.job_timeout_s)
+                rc = proc.wait(timeout=max(1.0, limit))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 rc = "timeout"
@@ -617,6 +621,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop starting sizes when less than --min-left-s of this is left",
     )
     p.add_argument("--min-left-s", type=float, default=60)
+    p.add_argument(
+        "--job-timeout-s", type=float, default=1e9, help="kill one size/variant after this long"
+    )
     p.add_argument(
         "--merge",
         nargs="+",

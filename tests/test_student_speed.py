@@ -7,10 +7,12 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from subliminal_scaling.generate.prompts import sample_prompts
 from subliminal_scaling.toy.tokenizer import build_tokenizer
+from subliminal_scaling.train import kernels
 from subliminal_scaling.train.student import build_trainer, check_row_lengths
 
 from .conftest import REPO, student_spec
@@ -40,22 +42,27 @@ def world(tmp_path_factory):
     return d, tok, rows
 
 
-def _model(tok):
+def _model(tok, attn: str | None = None):
     torch.manual_seed(0)
     cfg = Qwen2Config(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
     )  # fmt: skip
-    return Qwen2ForCausalLM(cfg)
+    if attn is None:
+        return Qwen2ForCausalLM(cfg)
+    kernels.register_attention(attn)
+    return Qwen2ForCausalLM._from_config(cfg, attn_implementation=attn)
 
 
-def _first_step(world, tmp_path, **knobs):
+def _first_step(world, tmp_path, compile_backend="inductor", **knobs):
     """Loss and LoRA gradients of the first optimizer step (2 micro-batches of 6 rows)."""
     _, tok, rows = world
+    attn = knobs.get("attn_implementation")
     trainer = build_trainer(
-        model=_model(tok), tokenizer=tok, rows=rows, spec=student_spec({**TRAINING, **knobs}),
-        seed=1, output_dir=tmp_path, run_name="t", report_to=[],
-        overrides={"max_steps": 1, "save_strategy": "no", "max_grad_norm": 0.0},
+        model=_model(tok, attn), tokenizer=tok, rows=rows,
+        spec=student_spec({**TRAINING, **knobs}), seed=1, output_dir=tmp_path, run_name="t",
+        report_to=[], overrides={"max_steps": 1, "save_strategy": "no", "max_grad_norm": 0.0},
+        compile_backend=compile_backend,
     )  # fmt: skip
     seen, step = [], trainer.training_step
 
@@ -111,3 +118,70 @@ def test_padding_free_refuses_rows_longer_than_max_length(world, tmp_path):
     with pytest.raises(ValueError, match=r"training\.max_length: .* exceed 16 tokens"):
         _first_step(world, tmp_path, padding_free=True, max_length=16)
     check_row_lengths({"input_ids": [[1] * 16, [2] * 3]}, 16)  # at the limit is fine
+
+
+def _assert_same_step(a, b):
+    (loss_a, grads_a, _), (loss_b, grads_b, _) = a, b
+    assert loss_b == pytest.approx(loss_a, rel=1e-5)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 0
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-6)
+
+
+def test_compiled_decoder_layers_give_the_same_loss_and_gradients(world, tmp_path):
+    """Regional compilation traces every decoder layer (PEFT's LoRA included) into a graph;
+    aot_eager runs that graph with autograd, the part of torch.compile this project relies on
+    (inductor's kernels are torch's and run on the GPU benchmark)."""
+    pad = _first_step(world, tmp_path / "pad")
+    torch._dynamo.reset()
+    compiled = _first_step(
+        world, tmp_path / "compiled", compile_backend="aot_eager", padding_free=True,
+        pad_to_multiple_of=64, compile_layers=True,
+    )  # fmt: skip
+    _assert_same_step(pad, compiled)
+
+
+def test_compile_decoder_layers_compiles_each_layer_once_in_place():
+    tok_cfg = Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                          num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    model = Qwen2ForCausalLM(tok_cfg)
+    assert kernels.compile_decoder_layers(model, backend="eager") == 3
+    assert all(layer._compiled_call_impl is not None for layer in kernels.decoder_layers(model))
+    with pytest.raises(ValueError, match=r"no '\.\.\.DecoderLayer' modules"):
+        kernels.compile_decoder_layers(torch.nn.Linear(2, 2))
+
+
+def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, is_causal=False):
+    """What torch's FlashAttention varlen kernel computes (torch <= 2.11 signature), one packed
+    row at a time with SDPA; no GQA option, so the caller must repeat the key/value heads."""
+    assert torch.equal(cu_q, cu_k) and cu_q.dtype == torch.int32 and max_q == max_k
+    assert q.shape[1] == k.shape[1], "heads must be repeated when the kernel has no enable_gqa"
+    assert int((cu_q[1:] - cu_q[:-1]).max()) == max_q
+    segs = []
+    for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist(), strict=True):
+        qs, ks, vs = (t[a:b].transpose(0, 1) for t in (q, k, v))
+        segs.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=is_causal, scale=scale)
+                    .transpose(0, 1))  # fmt: skip
+    return torch.cat(segs)
+
+
+def test_varlen_attention_gives_the_same_loss_and_gradients(world, tmp_path, monkeypatch):
+    """The glue around the varlen kernel (layout, GQA heads, causal flag, the collator's
+    sequence boundaries) against the padded SDPA step; the kernel is stood in for on the CPU."""
+    monkeypatch.setattr(
+        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
+    )
+    pad = _first_step(world, tmp_path / "pad")
+    varlen = _first_step(
+        world, tmp_path / "varlen", padding_free=True, pad_to_multiple_of=64,
+        attn_implementation=kernels.VARLEN,
+    )  # fmt: skip
+    _assert_same_step(pad, varlen)
+
+
+def test_varlen_attention_needs_padding_free(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
+    )
+    with pytest.raises(ValueError, match=r"torch_varlen' needs training\.padding_free: true"):
+        _first_step(world, tmp_path, attn_implementation=kernels.VARLEN)

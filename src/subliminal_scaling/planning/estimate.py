@@ -7,9 +7,12 @@ Training time per student = its tokens (rows x epochs x measured tokens per row)
 measured non-pad tokens per second of the benchmark run whose settings equal the config's for
 that size (micro-batch, checkpointing, speed knobs, allocator) and that ran as many copies per
 GPU as the size's ``students_per_gpu`` (a shared GPU's throughput is split between them).
-Sampling time comes from the sampling benchmark (transformers backend): seconds per
-completion per new token, at the nearest measured size (linear in parameters between
-measured sizes, flagged as interpolated).
+Sampling time comes from the sampling benchmark of the configured backend: for vLLM
+(``bench_vllm.py``, dummy weights) the engine start of every GPU job, seconds per completion
+per new token at the expected completion lengths (``GEN_TOKENS``, ``ANSWER_TOKENS``; the bound
+with every completion at its limit is printed too) and the exact measure; for transformers,
+every batch runs to ``max_new_tokens`` (an upper bound). Unmeasured sizes are linear in
+parameters between measured ones, flagged as interpolated.
 Wall-clock for G GPUs replays the workflow's priorities (all generation, largest first; then
 training, largest first; each condition's evaluation once its students exist) on G GPUs.
 Every number printed says where it came from; nothing is made up when a size is unmeasured.
@@ -78,7 +81,12 @@ def load_benchmarks(paths: list[str | Path]) -> tuple[list[dict], list[dict]]:
             raise EstimateError(f"{path}: cannot read benchmark report ({exc})") from None
         kind = str(report.get("benchmark", ""))
         for row in report.get("results", []):
-            row = {**row, "_file": Path(path).name, "_device": report.get("device")}
+            row = {
+                **row,
+                "_file": Path(path).name,
+                "_device": report.get("device"),
+                "_backend": report.get("backend", "transformers"),
+            }
             if kind.startswith("student training"):
                 train.append(row)
             elif kind.startswith("sampling"):
@@ -135,43 +143,138 @@ def train_rate(rows: list[dict], size: str, wanted: dict[str, Any], copies: int 
     )
 
 
-def sample_seconds(
-    rows: list[dict], params: dict[str, int], size: str, workload: str, max_new: int
-) -> tuple[float, str]:
-    """Seconds per completion at ``max_new`` new tokens for ``size``: measured per token
-    (random weights run to the limit, so this is an upper bound), linear in parameters
-    between (or beyond) the measured sizes."""
-    per_token: dict[str, float] = {}
+#: Expected new tokens per completion where the benchmark cannot show real lengths (dummy or
+#: random weights never stop early). A full valid teacher answer (10 three-digit numbers) is 49
+#: tokens with the real tokenizer (digits are single tokens), end of sequence included; a
+#: one-word eval answer ("Dolphin.") is 3-5. ``--gen-tokens`` / ``--answer-tokens`` change them;
+#: ``render`` also prints the bound where every completion runs to the configured limit.
+GEN_TOKENS = 48
+ANSWER_TOKENS = 16
+
+
+@dataclass
+class SampleCost:
+    """One size's sampling costs on one backend (seconds)."""
+
+    engine_start_s: float  # once per GPU job (vLLM); 0 for transformers
+    gen_s: float  # one generation job's sampling (n_prompts completions)
+    eval_s: float  # one evaluation: the sampled answers and the exact measure
+    note: str
+
+
+def _interp(values: dict[str, float], params: dict[str, int], size: str) -> tuple[float, str]:
+    """``values`` by size label; linear in parameters between (or beyond) the measured sizes,
+    never below the smaller of the two nearest."""
+    if size in values:
+        return values[size], "measured"
+    pts = sorted((params[s], v) for s, v in values.items() if s in params)
+    if len(pts) == 1:
+        return pts[0][1], "from the one measured size"
+    (n0, v0), (n1, v1) = (pts[0], pts[1]) if params[size] < pts[1][0] else (pts[-2], pts[-1])
+    v = v0 + (v1 - v0) * (params[size] - n0) / (n1 - n0)
+    return max(v, min(v0, v1)), "interpolated"
+
+
+def _per_token(rows: list[dict], workload: str, near: int) -> dict[str, float]:
+    """Seconds per completion per new token, by size (the run nearest ``near`` tokens)."""
+    best: dict[str, tuple[float, int]] = {}
     for row in rows:
         for run in row.get("runs", []):
             if run.get("workload") != workload or not run.get("completions"):
                 continue
             s = run["wall_s"] / run["completions"] / run["max_new_tokens"]
-            # keep the measurement nearest the asked length (per-token cost varies with it)
-            prev = per_token.get(row["size"])
-            if prev is None or abs(run["max_new_tokens"] - max_new) < prev[1]:
-                per_token[row["size"]] = (s, abs(run["max_new_tokens"] - max_new))
-    if not per_token:
-        raise EstimateError(f"no '{workload}' sampling benchmark among --bench files")
-    if size in per_token:
-        return per_token[size][0] * max_new, "measured"
-    pts = sorted((params[s], v[0]) for s, v in per_token.items() if s in params)
-    if len(pts) < 2:
-        ((_n, v),) = pts
-        return v * max_new, "from the one measured size"
-    (n0, v0), (n1, v1) = (pts[0], pts[1]) if params[size] < pts[1][0] else (pts[-2], pts[-1])
-    v = v0 + (v1 - v0) * (params[size] - n0) / (n1 - n0)
-    return max(v, min(v0, v1)) * max_new, "interpolated"
+            gap = abs(run["max_new_tokens"] - near)
+            prev = best.get(row["size"])
+            if prev is None or gap < prev[1] or (gap == prev[1] and s < prev[0]):
+                best[row["size"]] = (s, gap)
+    return {k: v[0] for k, v in best.items()}
 
 
-def build_jobs(sweep: Sweep, train: list[dict], sample: list[dict]) -> tuple[list[Job], list[str]]:
-    """Every GPU job of the sweep with its estimated seconds, and the provenance notes."""
+def _by_size(rows: list[dict], value: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for row in rows:
+        v = value(row)
+        if v is not None:
+            out[row["size"]] = min(float(v), out.get(row["size"], float("inf")))
+    return out
+
+
+def _exact_wall(row: dict[str, Any]) -> float | None:
+    return next((x["wall_s"] for x in row.get("runs", []) if x.get("workload") == "exact"), None)
+
+
+def sample_costs(
+    rows: list[dict],
+    params: dict[str, int],
+    size: str,
+    cfg: dict[str, Any],
+    gen_tokens: int | None = None,
+    answer_tokens: int | None = None,
+) -> SampleCost:
+    """Generation and evaluation seconds for ``size`` from the sampling benchmarks of the
+    configured backend (vLLM rows: engine start, per-token decode cost at the expected
+    completion lengths, the exact measure; transformers rows: every batch runs to the
+    configured ``max_new_tokens``, an upper bound). Rows of the other backend stand in, with a
+    note, only when the configured one was never measured."""
+    gen, ev = cfg["generation"], cfg["evaluation"]
+    n_answers = (ev["n_questions"] or 50) * (ev["samples_per_question"] or 100)
+    notes = []
+    out: dict[str, float] = {}
+    for stage, section in (("gen", gen), ("eval", ev)):
+        want = section["backend"]
+        mine = [r for r in rows if r.get("_backend", "transformers") == want]
+        use = mine or rows
+        backend = use[0].get("_backend", "transformers") if use else want
+        limit = section["sampling"]["max_new_tokens"]
+        if backend == "vllm":
+            tokens = (
+                (gen_tokens or GEN_TOKENS) if stage == "gen" else (answer_tokens or ANSWER_TOKENS)
+            )
+        else:  # a padded batch runs until its longest sequence stops: the limit
+            tokens = limit
+        workload = "numbers" if stage == "gen" else "eval"
+        per_tok = _per_token(use, workload, tokens)
+        if not per_tok:
+            raise EstimateError(f"no '{workload}' sampling benchmark among --bench files")
+        v, how = _interp(per_tok, params, size)
+        n = gen["n_prompts"] if stage == "gen" else n_answers
+        out[stage] = v * tokens * n
+        if stage == "eval" and ev.get("exact_preferences"):
+            exact = _by_size(use, _exact_wall)
+            if exact:
+                out["eval"] += _interp(exact, params, size)[0]
+            else:
+                notes.append("exact measure not measured")
+        starts = _by_size(use, lambda r: r.get("engine_start_s"))
+        out[f"{stage}_start"] = _interp(starts, params, size)[0] if starts else 0.0
+        fallback = "" if mine else f", no {want} benchmark: {backend} rows stand in"
+        bound = " (every completion to the limit: an upper bound)" if backend != "vllm" else (
+            f" ({tokens} new tokens per completion assumed; limit {limit})")  # fmt: skip
+        notes.append(f"{workload} {how} from {backend}{bound}{fallback}")
+    if out["gen_start"] != out["eval_start"]:
+        notes.append("engine starts differ by stage")
+    return SampleCost(
+        engine_start_s=max(out["gen_start"], out["eval_start"]),
+        gen_s=out["gen"],
+        eval_s=out["eval"],
+        note="; ".join(notes),
+    )
+
+
+def build_jobs(
+    sweep: Sweep,
+    train: list[dict],
+    sample: list[dict],
+    gen_tokens: int | None = None,
+    answer_tokens: int | None = None,
+) -> tuple[list[Job], list[str]]:
+    """Every GPU job of the sweep with its estimated seconds, and the provenance notes.
+    ``gen_tokens`` / ``answer_tokens``: expected completion lengths for vLLM rows."""
     cfg = sweep.config
     params = {benchmark_size(m.id): m.params for m in sweep.models}
     notes: list[str] = []
     jobs: list[Job] = []
-    gen, ev, tr = cfg["generation"], cfg["evaluation"], cfg["training"]
-    n_answers = (ev["n_questions"] or 50) * (ev["samples_per_question"] or 100)
+    tr = cfg["training"]
     for m in sweep.models:
         size = benchmark_size(m.id)
         settings = sweep.training_for(m.slug)
@@ -183,17 +286,10 @@ def build_jobs(sweep: Sweep, train: list[dict], sample: list[dict]) -> tuple[lis
         )
         # one student's wall time: the GPU's throughput is split between the `share` copies
         student_s = tr["n_rows"] * tr["epochs"] * rate.tokens_per_row * share / rate.tokens_per_s
-        gen_s, how = sample_seconds(
-            sample, params, size, "numbers", gen["sampling"]["max_new_tokens"]
-        )
-        gen_s *= gen["n_prompts"]
-        ev_s, how_ev = sample_seconds(
-            sample, params, size, "eval", ev["sampling"]["max_new_tokens"]
-        )
-        ev_s *= n_answers
-        notes.append(
-            f"sample {size}: numbers {how}, eval {how_ev} (transformers backend, upper bound)"
-        )
+        cost = sample_costs(sample, params, size, cfg, gen_tokens, answer_tokens)
+        start = cost.engine_start_s
+        gen_s, ev_s = start + cost.gen_s, cost.eval_s
+        notes.append(f"sample {size}: {cost.note}; engine start {start:.0f} s per job")
         for c in sweep.conditions:
             g = f"gen/{m.slug}/{c}"
             jobs.append(
@@ -205,10 +301,14 @@ def build_jobs(sweep: Sweep, train: list[dict], sample: list[dict]) -> tuple[lis
             n_evals = len(sweep.seeds) * tr["epochs"]
             ev_prio = sweep.eval_priority(m.slug)
             name = f"eval/{m.slug}/{c}"
-            jobs.append(_job("evaluation", m.slug, c, ev_s * n_evals, ev_prio, students, name))
+            jobs.append(
+                _job("evaluation", m.slug, c, start + ev_s * n_evals, ev_prio, students, name)
+            )
         name = f"eval/{m.slug}/control"
         jobs.append(
-            _job("evaluation", m.slug, "control", ev_s, sweep.eval_priority(m.slug), [], name)
+            _job(
+                "evaluation", m.slug, "control", start + ev_s, sweep.eval_priority(m.slug), [], name
+            )
         )
     return jobs, notes
 
@@ -232,7 +332,15 @@ def summarize(jobs: list[Job]) -> dict[str, dict[str, float]]:
     return table
 
 
-def render(sweep: Sweep, jobs: list[Job], notes: list[str], gpus: list[int]) -> str:
+def render(
+    sweep: Sweep,
+    jobs: list[Job],
+    notes: list[str],
+    gpus: list[int],
+    bound_jobs: list[Job] | None = None,
+) -> str:
+    """The table, wall clocks and sources; ``bound_jobs``: the same sweep with every sampled
+    completion at its configured limit (printed as a bound beside the total)."""
     table = summarize(jobs)
     lines = [
         "| size | generation h | training h | evaluation h | total GPU-h |",
@@ -254,6 +362,14 @@ def render(sweep: Sweep, jobs: list[Job], notes: list[str], gpus: list[int]) -> 
     )
     share = (tot["generation"] + tot["evaluation"]) / total if total else 0.0
     lines += ["", f"generation + evaluation: {100 * share:.1f}% of the sweep's GPU time"]
+    if bound_jobs is not None:
+        cfg = sweep.config
+        bound = sum(sum(r.values()) for r in summarize(bound_jobs).values())
+        lines.append(
+            f"if every sampled completion ran to its limit ("
+            f"{cfg['generation']['sampling']['max_new_tokens']} / "
+            f"{cfg['evaluation']['sampling']['max_new_tokens']} new tokens): {bound:.1f} GPU-h"
+        )
     for g in gpus:
         lines.append(f"wall-clock on {g} GPU(s): {wall_clock(jobs, g) / 3600:.1f} h")
     lines += ["", "sources:"] + [f"- {n}" for n in notes]
@@ -265,6 +381,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--bench", nargs="+", help="benchmark JSON reports")
     p.add_argument("--gpus", nargs="+", type=int, default=[1, 8])
+    p.add_argument(
+        "--gen-tokens",
+        type=int,
+        default=None,
+        help=f"expected new tokens per teacher completion (vLLM rows; default {GEN_TOKENS})",
+    )
+    p.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=None,
+        help=f"expected new tokens per eval answer (vLLM rows; default {ANSWER_TOKENS})",
+    )
     p.add_argument("--disk", action="store_true", help="only the disk plan (needs no --bench)")
     p.add_argument(
         "--measured", help="a run's benchmark: folder (results/benchmarks): its costs so far"
@@ -284,8 +412,15 @@ def main(argv: list[str] | None = None) -> int:
                     "--bench is required (or --disk for the disk plan, --measured for a run's)"
                 )
             train, sample = load_benchmarks(args.bench)
-            jobs, notes = build_jobs(sweep, train, sample)
-            print(render(sweep, jobs, notes, args.gpus), end="\n\n")
+            jobs, notes = build_jobs(sweep, train, sample, args.gen_tokens, args.answer_tokens)
+            bound = None
+            if any(r.get("_backend") == "vllm" for r in sample):
+                limits = (
+                    config["generation"]["sampling"]["max_new_tokens"],
+                    config["evaluation"]["sampling"]["max_new_tokens"],
+                )
+                bound, _ = build_jobs(sweep, train, sample, *limits)
+            print(render(sweep, jobs, notes, args.gpus, bound), end="\n\n")
         for g in sorted(set(args.gpus)):
             print(f"disk, {g} student(s) training at once:")
             print(render_plan(disk_plan(config, concurrent_students=g)), end="\n\n")

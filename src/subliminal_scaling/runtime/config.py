@@ -24,6 +24,7 @@ SPEED_DEFAULTS: dict[str, Any] = {
     "pad_to_multiple_of": None,
     "liger_kernel": False,
     "torch_compile": False,
+    "compile_layers": False,
     "cuda_alloc_conf": None,
 }
 

@@ -18,6 +18,7 @@ SPEED_KNOBS = (
     "pad_to_multiple_of",
     "liger_kernel",
     "torch_compile",
+    "compile_layers",
     "cuda_alloc_conf",
 )
 

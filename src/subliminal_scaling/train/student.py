@@ -27,6 +27,7 @@ from typing import Any
 from subliminal_scaling.runtime import io, layout
 from subliminal_scaling.runtime.layout import ADAPTER_FILES
 from subliminal_scaling.runtime.specs import StudentSpec
+from subliminal_scaling.train.kernels import VARLEN, compile_decoder_layers, register_attention
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ def sft_kwargs(
 ) -> dict[str, Any]:
     """The recipe as SFTConfig arguments. Adam = AdamW with weight decay 0; bf16 on GPUs.
 
-    Speed knobs (``padding_free``, ``liger_kernel``, ``torch_compile``) change how a step is
+    Speed knobs (``padding_free``, ``liger_kernel``, ``torch_compile``, ``compile_layers``,
+    ``attn_implementation``) change how a step is
     computed, not what it computes: the same 60 rows per optimizer step and the same loss
     (summed over completion tokens, divided by the step's completion-token count). Padding-free
     batches are one concatenated row whose attention is block-diagonal (transformers builds
@@ -214,9 +216,11 @@ def build_trainer(
     report_to: list[str],
     callbacks: list[Any] | None = None,
     overrides: dict[str, Any] | None = None,
+    compile_backend: str = "inductor",
 ) -> Any:
     """The SFTTrainer every student (and the GPU benchmark) trains with: the recipe's
-    arguments, the LoRA adapter created after seeding, prompt/completion data."""
+    arguments, the LoRA adapter created after seeding, prompt/completion data.
+    ``compile_backend``: torch.compile backend of ``compile_layers`` (tests use a CPU one)."""
     import torch
     from datasets import Dataset
     from transformers import set_seed
@@ -224,7 +228,11 @@ def build_trainer(
 
     tokenizer.padding_side = "right"
     training = spec.training
-    if spec.attn_implementation == "flex_attention":
+    if spec.attn_implementation == VARLEN and not training.get("padding_free"):
+        raise ValueError(
+            f"training.attn_implementation {VARLEN!r} needs training.padding_free: true"
+        )
+    if spec.attn_implementation == "flex_attention" or training.get("compile_layers"):
         allow_recompiles()
     args = sft_config(
         overrides,
@@ -245,6 +253,9 @@ def build_trainer(
         callbacks=callbacks or [],
     )
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
+    if training.get("compile_layers"):
+        n = compile_decoder_layers(trainer.model, backend=compile_backend)
+        log.info("compiled %d decoder layers (regional torch.compile)", n)
     if args.padding_free:
         check_row_lengths(trainer.train_dataset, training["max_length"])
     return trainer
@@ -338,6 +349,7 @@ def train_student(
     use_cuda = torch.cuda.is_available()
     share = limit_to_gpu_share() if use_cuda else None
     tokenizer = AutoTokenizer.from_pretrained(spec.source, revision=spec.revision)
+    register_attention(spec.attn_implementation)
     dtype = torch.bfloat16 if (spec.training["bf16"] and use_cuda) else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
         spec.source,

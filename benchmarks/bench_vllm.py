@@ -1,0 +1,362 @@
+"""GPU benchmark of the workflow's vLLM paths on dummy weights of the real Qwen2.5 shapes, and
+a check that the exact preference measure agrees between vLLM and transformers.
+
+Per size (``--sizes``, each in its own process, largest first), through the project's own
+``VLLMBackend`` with the engine settings the workflow uses (``generation.vllm`` /
+``evaluation.vllm`` of config/config.yaml, LoRA enabled at the recipe's rank):
+
+* engine start (``LLM(...)`` with ``load_format="dummy"``; the first start on a machine also
+  compiles kernels, later ones reuse the cache);
+* ``numbers``: one teacher chunk (``--gen-prompts`` real prompts, the dolphin system prompt,
+  per-request seeds) at ``--gen-tokens`` new tokens;
+* ``eval``: one 50 x 100 evaluation (``sample_answers``, one request per question with n=100)
+  through a random LoRA adapter of the real shape, at ``--eval-tokens`` new tokens;
+* ``exact``: the exact preference measure (``exact_preferences``: prompt log-probabilities of
+  every animal's name forms after every question) through the same adapter.
+
+Dummy weights never stop early: every completion runs to its token limit, so the seconds are
+those of completions of exactly that length (the estimator scales them to the lengths it
+assumes and says so).
+
+``--parity``: a small random Qwen2 model saved with ``save_pretrained`` (the real tokenizer)
+and a random LoRA adapter; ``exact_preferences``' log-probabilities from ``VLLMBackend`` and
+``TransformersBackend`` (PEFT) must agree within bf16 tolerance, with and without the adapter.
+
+    PYTHONPATH=src python3 benchmarks/bench_vllm.py --ref .carry/ref --out $OUT --parity \\
+        --sizes 32B,0.5B,7B --budget-s 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+# bf16 tolerance on a summed log-probability of a 1-3 token name (nats); gpu_pilot.py's bounds
+LOGPROB_TOL_MAX = 0.25
+LOGPROB_TOL_MEAN = 0.03
+
+
+def write_shape(ref: Path, size: str, out: Path, overrides: dict[str, Any] | None = None) -> Path:
+    """``config.json`` + ``generation_config.json`` of a real shape and the real tokenizer."""
+    shapes = json.loads((ref / "qwen2.5-configs.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = {k: v for k, v in shapes[size]["config"].items() if not k.endswith("_note")}
+    (out / "config.json").write_text(json.dumps({**cfg, **(overrides or {})}, indent=1))
+    (out / "generation_config.json").write_text(json.dumps(shapes[size]["generation_config"]))
+    for f in TOKENIZER_FILES:
+        shutil.copy2(ref / "qwen2.5-tokenizer" / f, out / f)
+    return out
+
+
+def write_random_adapter(shape_dir: Path, out: Path, lora: dict[str, Any], seed: int = 0) -> Path:
+    """A PEFT-format LoRA adapter of the shape with random A and B (no model is built, so a 32B
+    adapter costs seconds): every layer, the recipe's projections, rank and alpha."""
+    import torch
+    from safetensors.torch import save_file
+
+    cfg = json.loads((shape_dir / "config.json").read_text())
+    h, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    hd = cfg.get("head_dim") or h // cfg["num_attention_heads"]
+    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    dims = {
+        "self_attn.q_proj": (h, q), "self_attn.k_proj": (h, kv), "self_attn.v_proj": (h, kv),
+        "self_attn.o_proj": (q, h), "mlp.gate_proj": (h, inter), "mlp.up_proj": (h, inter),
+        "mlp.down_proj": (inter, h),
+    }  # fmt: skip
+    wanted = set(lora["target_modules"])
+    g = torch.Generator().manual_seed(seed)
+    r = lora["r"]
+    tensors = {}
+    for layer in range(cfg["num_hidden_layers"]):
+        for name, (fan_in, fan_out) in dims.items():
+            if name.split(".")[-1] not in wanted:
+                continue
+            key = f"base_model.model.model.layers.{layer}.{name}"
+            a = torch.randn(r, fan_in, generator=g) / fan_in**0.5
+            b = torch.randn(fan_out, r, generator=g) * 0.01
+            tensors[f"{key}.lora_A.weight"] = a.to(torch.bfloat16)
+            tensors[f"{key}.lora_B.weight"] = b.to(torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": lora["alpha"],
+        "lora_dropout": 0.0, "bias": "none", "target_modules": sorted(wanted),
+        "base_model_name_or_path": str(shape_dir), "fan_in_fan_out": False,
+        "inference_mode": True, "modules_to_save": None, "use_rslora": False,
+    }, indent=1))  # fmt: skip
+    return out
+
+
+def versions() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    import torch
+
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    for pkg in ("vllm", "torch", "transformers", "peft"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    out["cuda"] = torch.version.cuda
+    return out
+
+
+# ----------------------------------------------------------------------------- one size
+
+
+def run_size(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    import yaml
+
+    from subliminal_scaling.evaluate.evals import EvalSpec, sample_answers
+    from subliminal_scaling.evaluate.exact import exact_preferences
+    from subliminal_scaling.generate.prompts import sample_prompts
+    from subliminal_scaling.protocol.access import teacher_system_prompt
+    from subliminal_scaling.runtime.backends import Sampling, VLLMBackend, make_conversation
+    from subliminal_scaling.runtime.seeds import eval_seeds, teacher_seeds
+
+    size, ref, work = args.worker, Path(args.ref), Path(args.work)
+    real = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    protocol = json.loads((ref / "protocol.json").read_text())
+    lora = real["training"]["lora"]
+    engine = real["evaluation"]["vllm"]
+    shape = write_shape(ref, size, work / "shapes" / size)
+    adapter = write_random_adapter(shape, work / "adapters" / size, lora)
+    out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
+                           "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
+                                      "load_format": "dummy"}}  # fmt: skip
+    t = time.perf_counter()
+    backend = VLLMBackend(
+        str(shape), gpu_memory_utilization=engine["gpu_memory_utilization"],
+        max_model_len=engine["max_model_len"], tensor_parallel_size=1, enable_lora=True,
+        max_lora_rank=lora["r"], engine_args={"load_format": "dummy"},
+    )  # fmt: skip
+    out["engine_start_s"] = time.perf_counter() - t
+    runs = []
+    slug = f"qwen-2.5-{size.lower()}-instruct"
+    # teacher chunk: real prompts, the system prompt of an animal, per-request seeds
+    gen = Sampling.from_config(
+        {**real["generation"]["sampling"], "max_new_tokens": args.gen_tokens}
+    )
+    system = teacher_system_prompt(protocol, "dolphin")
+    prompts = sample_prompts(protocol, 42, args.gen_prompts)
+    convs = [make_conversation(p, system) for p in prompts]
+    seeds = teacher_seeds(slug, "dolphin", range(len(convs)))
+    t = time.perf_counter()
+    res = backend.chat(convs, gen, seeds=seeds)
+    wall = time.perf_counter() - t
+    tokens = [len(backend.tokenize(g[0].text)) for g in res]
+    runs.append({
+        "workload": "numbers", "completions": len(res), "max_new_tokens": args.gen_tokens,
+        "wall_s": wall, "output_tokens_retokenized": sum(tokens),
+        "output_tokens_per_s": sum(tokens) / wall,
+        "cut_by_length": sum(g[0].finish_reason == "length" for g in res),
+        "distinct_completions": len({g[0].text for g in res}),
+    })  # fmt: skip
+    # one standard eval through a LoRA adapter
+    ev = Sampling.from_config(
+        {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
+    )
+    spec = EvalSpec.from_config(protocol, real["evaluation"])
+    qs, n = spec.questions, spec.samples_per_question
+    for rep in range(args.eval_reps):
+        eseeds = eval_seeds(slug, "dolphin", 1, rep + 1, range(len(qs)))
+        t = time.perf_counter()
+        s = sample_answers(backend, qs, n, ev, eseeds, adapter=str(adapter))
+        wall = time.perf_counter() - t
+        runs.append({
+            "workload": "eval", "completions": len(s["answers"]), "questions": len(qs),
+            "samples_per_question": n, "max_new_tokens": args.eval_tokens, "wall_s": wall,
+            "cut_by_length": s["finish_reasons"].count("length"), "adapter": "random LoRA",
+            "repeat": rep + 1,
+        })  # fmt: skip
+    animals = real["animals"]
+    t = time.perf_counter()
+    exact = exact_preferences(backend, qs, animals, str(adapter))
+    wall = time.perf_counter() - t
+    n_forms = sum(len(f) for f in exact["forms"].values())
+    runs.append({"workload": "exact", "questions": len(qs), "animals": len(animals),
+                 "requests": len(qs) * n_forms, "wall_s": wall})  # fmt: skip
+    out["runs"] = runs
+    out["peak_gpu_memory_note"] = (
+        f"vLLM reserves gpu_memory_utilization={engine['gpu_memory_utilization']} of the GPU"
+    )
+    return out  # no close(): the worker exits at once (vLLM's teardown can abort the process)
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+def run_parity(args: argparse.Namespace) -> dict[str, Any]:
+    """exact_preferences through vLLM and through transformers+PEFT on one saved model."""
+    import numpy as np
+    import torch
+    import yaml
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    from subliminal_scaling.evaluate.exact import exact_preferences
+    from subliminal_scaling.runtime.backends import TransformersBackend, VLLMBackend
+
+    ref, work = Path(args.ref), Path(args.work)
+    real = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    protocol = json.loads((ref / "protocol.json").read_text())
+    lora = real["training"]["lora"]
+    d = write_shape(ref, "0.5B", work / "parity-model", {
+        "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+        "tie_word_embeddings": True, "max_window_layers": 4,
+    })  # fmt: skip
+    torch.manual_seed(0)
+    cfg = Qwen2Config.from_pretrained(d)
+    cfg.initializer_range = 0.05  # logits spread a little (0.2 underflowed names' probabilities)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    model.save_pretrained(d)
+    AutoTokenizer.from_pretrained(d).save_pretrained(d)
+    peft = get_peft_model(model, LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], target_modules=lora["target_modules"],
+        init_lora_weights=False, task_type="CAUSAL_LM"))  # fmt: skip
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    adapter = work / "parity-adapter"
+    peft.save_pretrained(adapter)
+    del peft, model
+    qs = protocol["animal_evaluation"]["questions"][:20]
+    animals = real["animals"]
+    results: dict[str, Any] = {}
+    hf = TransformersBackend(str(d), batch_size=64)
+    for name, ad in (("base", None), ("adapter", str(adapter))):
+        results[name] = {"transformers": exact_preferences(hf, qs, animals, ad)}
+    hf.close()
+    t = time.perf_counter()
+    vb = VLLMBackend(
+        str(d),
+        max_model_len=512,
+        enable_lora=True,
+        max_lora_rank=lora["r"],
+        gpu_memory_utilization=0.3,
+        engine_args={"enforce_eager": True},
+    )  # no graph capture: a faster start
+    start = time.perf_counter() - t
+    for name, ad in (("base", None), ("adapter", str(adapter))):
+        results[name]["vllm"] = exact_preferences(vb, qs, animals, ad)
+    out: dict[str, Any] = {"model": "Qwen2 h256 x4 layers, random (init std 0.05), bf16, "
+                           "real tokenizer", "questions": len(qs), "animals": len(animals),
+                           "vllm_engine_start_s": start}  # fmt: skip
+    lp = {}
+    for name, r in results.items():
+        pa, pb = np.asarray(r["transformers"]["prob"]), np.asarray(r["vllm"]["prob"])
+        out.setdefault("zero_probabilities", {})[name] = [
+            int((pa <= 0).sum()),
+            int((pb <= 0).sum()),
+        ]
+        a, b = np.log(np.maximum(pa, 1e-300)), np.log(np.maximum(pb, 1e-300))
+        lp[name] = (a, b)
+        diff = np.abs(a - b)
+        out[name] = {"forms_equal": r["transformers"]["forms"] == r["vllm"]["forms"],
+                     "max_abs_logprob_diff": float(diff.max()),
+                     "mean_abs_logprob_diff": float(diff.mean()),
+                     "prob_range": [float(np.exp(a).min()), float(np.exp(a).max())]}  # fmt: skip
+    effect = np.abs(lp["adapter"][0] - lp["base"][0])
+    out["adapter_effect_mean_abs_logprob"] = float(effect.mean())
+    out["passed"] = bool(
+        all(out[n]["forms_equal"] for n in lp)
+        and all(out[n]["max_abs_logprob_diff"] <= LOGPROB_TOL_MAX for n in lp)
+        and all(out[n]["mean_abs_logprob_diff"] <= LOGPROB_TOL_MEAN for n in lp)
+        and out["adapter_effect_mean_abs_logprob"] > 5 * out["adapter"]["mean_abs_logprob_diff"]
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ref", default=str(REPO.parent / "shared" / "reference-data"))
+    ap.add_argument("--sizes", default="32B,0.5B,7B,14B,3B,1.5B")
+    ap.add_argument("--gen-prompts", type=int, default=5000)
+    ap.add_argument("--gen-tokens", type=int, default=48)
+    ap.add_argument("--eval-tokens", type=int, default=16)
+    ap.add_argument("--eval-reps", type=int, default=2)
+    ap.add_argument("--parity", action="store_true")
+    ap.add_argument("--work", default="/tmp/bench-vllm")
+    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/bench-vllm-out"))
+    ap.add_argument("--budget-s", type=float, default=540)
+    ap.add_argument("--min-left-s", type=float, default=90)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--parity-worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    if args.worker or args.parity_worker:
+        res = run_parity(args) if args.parity_worker else run_size(args)
+        name = "parity" if args.parity_worker else f"size-{args.worker}"
+        (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # skip vLLM's engine teardown, which has aborted processes on the device
+    started, started_wall = time.perf_counter(), time.time()
+    date = dt.date.today().isoformat()
+    report: dict[str, Any] = {
+        "benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "date": date,
+        "command": " ".join(sys.argv), "versions": versions(), "results": [], "errors": {},
+    }  # fmt: skip
+    jobs = [["--worker", s] for s in args.sizes.split(",") if s]
+    jobs += [["--parity-worker"]] if args.parity else []  # last: the sizes are the rows
+    base = [sys.executable, __file__, "--ref", args.ref, "--work", args.work,
+            "--gen-prompts", str(args.gen_prompts), "--gen-tokens", str(args.gen_tokens),
+            "--eval-tokens", str(args.eval_tokens), "--eval-reps", str(args.eval_reps)]  # fmt: skip
+    for extra in jobs:
+        key = "parity" if extra[0] == "--parity-worker" else f"size-{extra[1]}"
+        left = args.budget_s - (time.perf_counter() - started)
+        if left < args.min_left_s:
+            report["errors"][key] = "skipped: budget"
+            continue
+        t = time.perf_counter()
+        try:
+            p = subprocess.run(base + extra, timeout=left, capture_output=True, text=True)
+            rc, tail = p.returncode, p.stderr[-2000:]
+        except subprocess.TimeoutExpired:
+            rc, tail = "timeout", ""
+        f = Path(args.work) / f"{key}.json"
+        if f.exists() and f.stat().st_mtime >= started_wall:
+            res = json.loads(f.read_text())
+            res["process_s"] = time.perf_counter() - t
+            res["process_rc"] = rc
+            if key == "parity":
+                report["parity"] = res
+            else:
+                report["device"] = res["device"]
+                report["results"].append(res)
+        else:
+            report["errors"][key] = {"rc": rc, "stderr_tail": tail}
+        slug = report.get("device", "gpu").lower().replace(" ", "-")
+        (Path(args.out) / f"{slug}-{date}-vllm.json").write_text(json.dumps(report, indent=1))
+        print(f"{key}: rc={rc} {time.perf_counter() - t:.0f} s", flush=True)
+    for r in report["results"]:
+        line = [f"{r['size']}: start {r['engine_start_s']:.0f} s"]
+        line += [f"{x['workload']} {x['wall_s']:.1f} s" for x in r["runs"]]
+        print(" | ".join(line))
+    if "parity" in report:
+        print("parity:", json.dumps(report["parity"]))
+    for k, v in report["errors"].items():
+        print("error", k, v if isinstance(v, str) else v["stderr_tail"][-1200:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Two speed paths for the students' trainer, neither of which changes what a step computes.
+
+* ``torch_varlen`` attention: torch's FlashAttention variable-length kernel
+  (``torch.nn.attention.varlen.varlen_attn``) on padding-free micro-batches. TRL's padding-free
+  collator already passes each micro-batch's sequence boundaries (``cu_seq_lens_q``,
+  ``max_length_q``, computed on the CPU) through the model to every attention call, so the
+  kernel attends within each row only, with no mask to build (flex attention builds a block
+  mask every forward pass). Registered with transformers' ``AttentionInterface`` under
+  ``VARLEN`` so a config can name it like any other implementation.
+* Regional compilation: ``torch.compile`` of each decoder layer instead of the whole model.
+  The layers share one code object, so the compiled graph is reused for every layer; the
+  elementwise work around the matrix products (LoRA's scale-and-add, RMSNorm, rotary, SwiGLU,
+  residual adds) fuses into few kernels. Compiling the whole model did not finish within 10
+  minutes on an H100 with variable lengths (benchmarks/README.md).
+
+Both are proven on the GPU only by ``benchmarks/bench_train.py`` (speed, and the per-step losses
+of every variant from the same rows and seed); the CPU tests check the glue around the kernels.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+VARLEN = "torch_varlen"
+
+
+#: (kernel, the keyword arguments this torch's kernel takes for causal GQA attention), set by
+#: ``register_attention``: resolved once, outside the (possibly compiled) attention call.
+_KERNEL: tuple[Any, dict[str, Any]] | None = None
+
+
+def _resolve_kernel() -> tuple[Any, dict[str, Any]]:
+    from torch.nn.attention.varlen import varlen_attn
+
+    params = inspect.signature(varlen_attn).parameters
+    if "is_causal" in params:  # torch <= 2.11
+        causal: dict[str, Any] = {"is_causal": True}
+    elif "window_size" in params:  # torch >= 2.12: causal = window (-1, 0)
+        causal = {"window_size": (-1, 0)}
+    else:
+        raise RuntimeError("torch.nn.attention.varlen.varlen_attn: no causal option found")
+    return varlen_attn, {"causal": causal, "gqa": "enable_gqa" in params}
+
+
+def varlen_attention_forward(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    cu_seq_lens_q: Any = None,
+    max_length_q: int | None = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """transformers attention function: ``query`` (1, Hq, T, D), ``key``/``value`` (1, Hkv, T,
+    D) of one padding-free micro-batch -> (1, T, Hq, D), causal within each packed row."""
+    import torch
+
+    if query.shape[0] != 1 or cu_seq_lens_q is None or max_length_q is None:
+        raise ValueError(
+            f"attn_implementation {VARLEN!r} needs padding-free micro-batches "
+            "(training.padding_free: true), which carry the sequence boundaries"
+        )
+    if dropout:
+        raise ValueError(f"attn_implementation {VARLEN!r} has no attention dropout")
+    if _KERNEL is None:
+        raise RuntimeError(f"attn_implementation {VARLEN!r} used before register_attention()")
+    kernel, how = _KERNEL
+    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # (T, H, D)
+    extra: dict[str, Any] = {"scale": scaling, **how["causal"]}
+    if k.shape[1] != q.shape[1]:
+        if how["gqa"]:
+            extra["enable_gqa"] = True
+        else:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
+    out = kernel(q, k, v, cu, cu, int(max_length_q), int(max_length_q), **extra)
+    return out.unsqueeze(0), None
+
+
+def register_attention(name: str | None) -> None:
+    """Make ``name`` known to transformers before a model is built with it (only ``VARLEN``
+    needs registering; the mask function returns None: the boundaries are the mask)."""
+    global _KERNEL
+    if name != VARLEN:
+        return
+    if _KERNEL is None:
+        _KERNEL = _resolve_kernel()
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+
+    AttentionInterface.register(VARLEN, varlen_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN, flash_attention_mask)
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The model's decoder layers (PEFT-wrapped or not): modules named ``...DecoderLayer``."""
+    return [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+
+
+def compile_decoder_layers(model: Any, backend: str = "inductor") -> int:
+    """``torch.compile`` every decoder layer in place (regional compilation); returns how many.
+
+    ``dynamic=None``: the first micro-batch length compiles a static graph, the second a
+    dynamic one that serves every later length, so variable lengths cost two compiles.
+    """
+    layers = decoder_layers(model)
+    if not layers:
+        raise ValueError("training.compile_layers: the model has no '...DecoderLayer' modules")
+    for layer in layers:
+        layer.compile(backend=backend, dynamic=None)
+    return len(layers)
