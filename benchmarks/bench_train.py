@@ -223,6 +223,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         def __init__(self) -> None:
             self.t: dict[int, float] = {}
             self.tokens: dict[int, int] = {}
+            self.unix: dict[int, float] = {}
             self.global_step = 0
 
         def on_train_begin(self, args, state, control, **kw):
@@ -237,10 +238,14 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         def on_step_end(self, args, state, control, **kw):
             if use_cuda:
                 torch.cuda.synchronize()
+            if state.global_step == n_warmup and barrier:
+                wait_for_copies(barrier)  # copies sharing the GPU start their timed steps together
             self.t[state.global_step] = time.perf_counter()
+            self.unix[state.global_step] = time.time()
             self.tokens[state.global_step] = int(state.num_input_tokens_seen)
             self.global_step = state.global_step
 
+    n_warmup, barrier = args.warmup, args.barrier
     clock = StepClock()
 
     class StepProfile(TrainerCallback):
@@ -358,6 +363,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "status": "ok",
             "steps_done": trainer.state.global_step,
             "timed_wall_s": timed_s,
+            "timed_window_unix": [clock.unix[w], clock.unix[last]],
             "s_per_step_mean": timed_s / args.steps,
             "s_per_step_median": sorted(step_s)[len(step_s) // 2],
             "s_per_step_max": max(step_s),
@@ -510,12 +516,15 @@ def orchestrate(args: argparse.Namespace) -> int:
             continue
         t = time.perf_counter()
         procs = []
+        barrier = Path(tempfile.mkdtemp(prefix="bench-barrier-")) if args.concurrent > 1 else None
         for k in range(args.concurrent):
             res_path = Path(tempfile.gettempdir()) / (
                 f"bench-train-{os.getpid()}-{size}-{slugify(variant)}-{k}.json"
             )
             cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", size]
             cmd += ["--result", str(res_path), "--variant-name", variant]
+            if barrier:
+                cmd += ["--barrier", f"{barrier}:{k}:{args.concurrent}"]
             cmd += [a for x in sets for a in ("--set", x)]
             print(f"[bench] {size} {variant} #{k}: {' '.join(cmd[2:])}", flush=True)
             procs.append((subprocess.Popen(cmd), res_path))
@@ -546,15 +555,46 @@ def orchestrate(args: argparse.Namespace) -> int:
     return 0 if all(r.get("status") == "ok" for r in report["results"]) else 1
 
 
+def wait_for_copies(barrier: str, timeout_s: float = 900) -> None:
+    """``DIR:INDEX:COPIES``: mark this copy ready, then wait until every copy is (their
+    compiles and warm-ups take different times; summed throughput needs overlapping windows)."""
+    folder, index, copies = barrier.rsplit(":", 2)
+    Path(folder, f"{index}.ready").touch()
+    deadline = time.monotonic() + timeout_s
+    while len(list(Path(folder).glob("*.ready"))) < int(copies):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"barrier {folder}: not every copy got ready in {timeout_s:.0f} s")
+        time.sleep(0.01)
+
+
+#: Summed throughput of copies stands for the shared GPU only when their timed windows overlap.
+MIN_OVERLAP = 0.9
+
+
+def window_overlap(workers: list[dict[str, Any]]) -> float | None:
+    """Shared part of the copies' timed windows, as a fraction of the shortest window."""
+    wins = [w.get("timed_window_unix") for w in workers]
+    if not all(wins):
+        return None
+    shared = min(b for _, b in wins) - max(a for a, _ in wins)
+    return max(0.0, shared) / min(b - a for a, b in wins)
+
+
 def combine_concurrent(workers: list[dict[str, Any]]) -> dict[str, Any]:
     """K copies of one job sharing a GPU: throughput and MFU add up; time per step is each
-    copy's own. Their timed windows overlap (same warm-up, started together), not exactly."""
+    copy's own. Valid only if their timed windows overlap (the copies wait for each other at
+    the end of the warm-up; the overlap is checked)."""
     ok = [w for w in workers if w.get("status") == "ok"]
     res = dict(workers[0])
     res["concurrent"] = len(workers)
     res["workers"] = workers
     if len(ok) != len(workers):
         res["status"] = "failed: " + ", ".join(str(w.get("status")) for w in workers)
+        return res
+    overlap = window_overlap(ok)
+    res["timed_window_overlap"] = overlap
+    if overlap is not None and overlap < MIN_OVERLAP:
+        res["status"] = f"invalid: the copies' timed windows overlap {overlap:.0%} only"
         return res
     for key in ("non_pad_tokens_per_s", "rows_per_s", "mfu"):
         res[key] = sum(w[key] for w in ok)
@@ -655,6 +695,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile", action="store_true", help="profile the last step (GPU busy time, top ops)"
     )
     p.add_argument("--variant-name", default="configured", help=argparse.SUPPRESS)
+    p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)  # DIR:INDEX:COPIES
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)

@@ -169,3 +169,76 @@ def test_measured_costs_come_from_the_runs_benchmark_files(tmp_path, toy_config,
     cfg = str(REPO / "config" / "toy.yaml")
     assert estimate.main(["--config", cfg, "--measured", str(root), "--disk"]) == 0
     assert "measured in" in capsys.readouterr().out
+
+
+def test_vllm_rows_price_the_expected_lengths_engine_starts_and_the_exact_measure(
+    bench, tmp_path, real_config
+):
+    """vLLM rows (dummy weights run every completion to its limit): seconds per completion per
+    token x the expected length, one engine start per GPU job, the exact measure per eval; they
+    win over transformers rows when the config samples with vLLM."""
+    sweep, paths = bench
+    assert sweep.config["generation"]["backend"] == sweep.config["evaluation"]["backend"] == "vllm"
+
+    def row(size, start, s_tok, exact):
+        runs = [
+            {"workload": w, "completions": 5000, "max_new_tokens": n, "wall_s": s_tok * 5000 * n}
+            for w, n in (("numbers", 48), ("eval", 16))
+        ]
+        return {"size": size, "engine_start_s": start,
+                "runs": [*runs, {"workload": "exact", "wall_s": exact}]}  # fmt: skip
+
+    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "device": "GPU-X",
+            "results": [row("7B", 100.0, 1e-4, 6.0), row("32B", 300.0, 3e-4, 16.0)]}  # fmt: skip
+    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
+    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+    by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
+    n_prompts = sweep.config["generation"]["n_prompts"]
+    gen_7b = 100.0 + 1e-4 * estimate.GEN_TOKENS * n_prompts
+    assert by[("generation", "qwen-2.5-7b-instruct", "dolphin")] == pytest.approx(gen_7b)
+    eval_7b = 1e-4 * estimate.ANSWER_TOKENS * 5000 + 6.0
+    assert by[("evaluation", "qwen-2.5-7b-instruct", "control")] == pytest.approx(100 + eval_7b)
+    n_evals = len(sweep.seeds) * sweep.config["training"]["epochs"]
+    assert by[("evaluation", "qwen-2.5-7b-instruct", "cat")] == pytest.approx(
+        100 + n_evals * eval_7b
+    )
+    # 14B lies between the measured sizes; 0.5B below them costs what 7B does, and says so
+    g14 = by[("generation", "qwen-2.5-14b-instruct", "dolphin")]
+    assert gen_7b < g14 < by[("generation", "qwen-2.5-32b-instruct", "dolphin")]
+    assert by[("generation", "qwen-2.5-0.5b-instruct", "dolphin")] == pytest.approx(gen_7b)
+    note_05 = next(n for n in notes if n.startswith("sample 0.5B"))
+    assert "extrapolated" in note_05 and "from vllm" in note_05
+    # the bound with every completion at the configured limit is larger
+    limits = (sweep.config["generation"]["sampling"]["max_new_tokens"],
+              sweep.config["evaluation"]["sampling"]["max_new_tokens"])  # fmt: skip
+    bound, _ = estimate.build_jobs(sweep, train, sample, *limits)
+    assert sum(j.seconds for j in bound) > sum(j.seconds for j in jobs)
+
+
+def test_the_shipped_settings_are_the_measured_ones(real_config):
+    """Every size of config/config.yaml (H200) and of config/h100.yaml has a committed
+    benchmark row with exactly its settings (a config edit without a new benchmark fails
+    here), and the estimate of the shipped sweep comes from the committed files."""
+    import glob
+
+    import yaml
+
+    from subliminal_scaling.runtime.config import validate_config
+
+    res = REPO / "benchmarks" / "results"
+    h200 = sorted(glob.glob(str(res / "h200-2026-12-03-train-*.json")))
+    h200 += [str(res / "h200-2026-11-24-speed.json"), str(res / "h200-2026-12-03-vllm.json")]
+    train, sample = estimate.load_benchmarks(h200)
+    jobs, notes = estimate.build_jobs(Sweep(real_config), train, sample)
+    assert all("NVIDIA H200" in n for n in notes if n.startswith("train "))
+    for size in ("7B", "14B", "32B"):  # the varlen + compiled-layer rows
+        assert any(n.startswith(f"train {size}:") and "h200-2026-12-03" in n for n in notes)
+    hours = sum(sum(v.values()) for v in estimate.summarize(jobs).values())
+    assert 150 < hours < 250  # 196.6 when this test was written (README, "Measured on a GPU")
+    h100 = [str(res / "h100-2026-11-24-speed.json")]
+    real_config.update(yaml.safe_load((REPO / "config" / "h100.yaml").read_text()))
+    validate_config(real_config)  # merges model_overrides into models[]
+    train, _ = estimate.load_benchmarks(h100)
+    jobs, notes = estimate.build_jobs(Sweep(real_config), train, sample)
+    assert all("H100" in n for n in notes if n.startswith("train "))

@@ -35,7 +35,7 @@ def test_the_h200_defaults_fit_an_h200_and_an_h100_is_told_its_settings_file(rea
     assert all(c.ok for c in h200), [c.detail for c in h200 if not c.ok]
     h100 = {c.name: c for c in gpu_memory_checks(real_config, [85.0], ["NVIDIA H100 80GB HBM3"])}
     big = h100["gpu memory (qwen-2.5-32b-instruct)"]
-    assert not big.ok and "123.5 GB per GPU (models[0])" in big.detail and "85.0 GB" in big.detail
+    assert not big.ok and "117.8 GB per GPU (models[0])" in big.detail and "85.0 GB" in big.detail
     assert "config/h100.yaml" in big.detail and "config/h100.yaml" in h100["gpu profile"].detail
     # a shared GPU must hold all its students: 4 x 19.1 GB of 0.5B
     small = h100["gpu memory (qwen-2.5-0.5b-instruct)"]
@@ -83,3 +83,35 @@ def test_liger_is_required_only_when_configured(real_config, tmp_path, monkeypat
     real_config["models"][2].setdefault("train", {})["liger_kernel"] = True
     (check,) = [c for c in run_checks(real_config, toy=False) if c.name == "liger_kernel"]
     assert not check.ok and "pip install -e '.[gpu]'" in check.detail
+
+
+def test_the_levers_are_checked_against_the_gpus_and_torch(real_config, monkeypatch):
+    import importlib.util
+
+    from subliminal_scaling.runtime.preflight import lever_checks
+
+    real_find = importlib.util.find_spec
+    levers = {"torch.nn.attention.varlen", "triton"}
+    have = set(levers)
+
+    def find_spec(name, *a):
+        if name in levers:
+            return object() if name in have else None
+        return real_find(name, *a)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    checks = {c.name: c for c in lever_checks(real_config, [(9, 0)])}  # an H200
+    assert checks["torch_varlen"].ok and checks["compile_layers"].ok
+    assert "qwen-2.5-32b-instruct" in checks["torch_varlen"].detail
+    (old,) = [c for c in lever_checks(real_config, [(9, 0), (7, 5)]) if c.name == "torch_varlen"]
+    assert not old.ok and "compute capability 8.0+ (found 7.5)" in old.detail
+    have.clear()  # an old torch without the varlen kernel, and no triton
+    checks = {c.name: c for c in lever_checks(real_config, [(9, 0)])}
+    assert not checks["torch_varlen"].ok and "torch >= 2.10" in checks["torch_varlen"].detail
+    assert (
+        not checks["compile_layers"].ok
+        and "compile_layers: false" in checks["compile_layers"].detail
+    )
+    for m in real_config["models"]:  # no size uses the levers: nothing to check
+        m.get("train", {}).update(attn_implementation="flex_attention", compile_layers=False)
+    assert lever_checks(real_config, [(7, 5)]) == []

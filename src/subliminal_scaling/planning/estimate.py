@@ -172,7 +172,10 @@ def _interp(values: dict[str, float], params: dict[str, int], size: str) -> tupl
         return pts[0][1], "from the one measured size"
     (n0, v0), (n1, v1) = (pts[0], pts[1]) if params[size] < pts[1][0] else (pts[-2], pts[-1])
     v = v0 + (v1 - v0) * (params[size] - n0) / (n1 - n0)
-    return max(v, min(v0, v1)), "interpolated"
+    inside = pts[0][0] < params[size] < pts[-1][0]
+    return max(v, min(v0, v1)), (
+        "interpolated" if inside else "extrapolated (never below the nearest measured size)"
+    )
 
 
 def _per_token(rows: list[dict], workload: str, near: int) -> dict[str, float]:

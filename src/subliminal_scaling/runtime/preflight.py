@@ -234,7 +234,47 @@ def run_checks(config: dict[str, Any], *, toy: bool, env_file: str | Path = ".en
             memory = [p.total_memory / 1e9 for p in props]
             checks.append(Check("gpu", True, f"{n_gpus} CUDA device(s)"))
             checks += gpu_memory_checks(config, memory, [p.name for p in props])
+            checks += lever_checks(config, [(p.major, p.minor) for p in props])
     checks += disk_checks(config, concurrent_students=max(1, n_gpus))
+    return checks
+
+
+def lever_checks(config: dict[str, Any], capabilities: list[tuple[int, int]]) -> list[Check]:
+    """The training levers a size uses need what this machine has: torch's FlashAttention
+    varlen kernel (``torch_varlen``: torch >= 2.10, a GPU of compute capability 8.0 or newer)
+    and Triton for compiled layers; found here rather than in a student's first step."""
+    sweep = Sweep(config)
+    trainings = {m.slug: sweep.training_for(m.slug) for m in sweep.models}
+    varlen = [s for s, t in trainings.items() if t["attn_implementation"] == "torch_varlen"]
+    compiled = [s for s, t in trainings.items() if t.get("compile_layers")]
+    checks = []
+    if varlen:
+        found = importlib.util.find_spec("torch.nn.attention.varlen") is not None
+        old = [c for c in capabilities if c < (8, 0)]
+        ok = found and not old
+        detail = (
+            f"torch's varlen FlashAttention for {', '.join(varlen)}"
+            if ok
+            else "attn_implementation torch_varlen needs "
+            + ("torch >= 2.10 (torch.nn.attention.varlen)" if not found else "")
+            + (" and " if not found and old else "")
+            + (f"a GPU of compute capability 8.0+ (found {old[0][0]}.{old[0][1]})" if old else "")
+            + ": set models[].train.attn_implementation: flex_attention for "
+            + ", ".join(varlen)
+        )
+        checks.append(Check("torch_varlen", ok, detail))
+    if compiled:
+        ok = importlib.util.find_spec("triton") is not None
+        checks.append(
+            Check(
+                "compile_layers",
+                ok,
+                f"triton importable ({', '.join(compiled)})"
+                if ok
+                else "compile_layers needs triton (a CUDA build of torch ships it): set "
+                f"models[].train.compile_layers: false for {', '.join(compiled)}",
+            )
+        )
     return checks
 
 
