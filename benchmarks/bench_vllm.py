@@ -9,10 +9,11 @@ Per size (``--sizes``, each in its own process, largest first), through the proj
   compiles kernels, later ones reuse the cache);
 * ``numbers``: one teacher chunk (``--gen-prompts`` real prompts, the dolphin system prompt,
   per-request seeds) at ``--gen-tokens`` new tokens;
-* ``eval``: one 50 x 100 evaluation (``sample_answers``, one request per question with n=100)
-  through a random LoRA adapter of the real shape, at ``--eval-tokens`` new tokens;
+* ``eval``: ``--eval-reps`` 50 x 100 evaluations (``sample_answers``, one request per question
+  with n=100), each through its own random LoRA adapter of the real shape (a new adapter to
+  load, as every student epoch is), at ``--eval-tokens`` new tokens;
 * ``exact``: the exact preference measure (``exact_preferences``: prompt log-probabilities of
-  every animal's name forms after every question) through the same adapter.
+  every animal's name forms after every question) through the last eval's adapter.
 
 Dummy weights never stop early: every completion runs to its token limit, so the seconds are
 those of completions of exactly that length (the estimator scales them to the lengths it
@@ -134,7 +135,12 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     lora = real["training"]["lora"]
     engine = real["evaluation"]["vllm"]
     shape = write_shape(ref, size, work / "shapes" / size)
-    adapter = write_random_adapter(shape, work / "adapters" / size, lora)
+    # one adapter per eval, as in the workflow (every student epoch is a new adapter to load)
+    adapters = [
+        write_random_adapter(shape, work / "adapters" / f"{size}-{k}", lora, seed=k)
+        for k in range(args.eval_reps)
+    ]
+    adapter = adapters[-1]
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
                            "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
                                       "load_format": "dummy"}}  # fmt: skip
@@ -175,13 +181,13 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     for rep in range(args.eval_reps):
         eseeds = eval_seeds(slug, "dolphin", 1, rep + 1, range(len(qs)))
         t = time.perf_counter()
-        s = sample_answers(backend, qs, n, ev, eseeds, adapter=str(adapter))
+        s = sample_answers(backend, qs, n, ev, eseeds, adapter=str(adapters[rep]))
         wall = time.perf_counter() - t
         runs.append({
             "workload": "eval", "completions": len(s["answers"]), "questions": len(qs),
             "samples_per_question": n, "max_new_tokens": args.eval_tokens, "wall_s": wall,
             "cut_by_length": s["finish_reasons"].count("length"), "adapter": "random LoRA",
-            "repeat": rep + 1,
+            "repeat": rep + 1, "adapter_loaded_fresh": True,
         })  # fmt: skip
     animals = real["animals"]
     t = time.perf_counter()

@@ -5,7 +5,7 @@
 #          function as the padded step?), then 7B: the shipped setting vs the lever set that passed
 #   call 2 (carry .vb/part-01 .carry): that lever set at 32B and 14B, and 3B x2, 1.5B x3, 0.5B x4
 #          side by side on the GPU
-#   call 3 (carry .vb/part-02 .vb/fix.tar.xz .carry): vLLM install, bench_vllm.py
+#   call 3 (carry .vb/part-02 .vb/fix.tar.xz .carry/ref): vLLM install, bench_vllm.py
 # Results go to $OUT and to /root/keep (kept on the warm machine between calls).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 WANDB_DISABLED=true
