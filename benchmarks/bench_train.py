@@ -121,6 +121,28 @@ def _model_spec(sweep: Any, size: str) -> Any:
     raise SystemExit(f"size {size}: no Qwen2.5-{size}-Instruct in the config's models")
 
 
+def real_shape(ref: Path, size: str, **overrides: Any) -> dict[str, Any]:
+    """The Qwen2.5 ``size`` config from ``qwen2.5-configs.json`` (notes dropped), overridden."""
+    shape = json.loads((ref / "qwen2.5-configs.json").read_text())[size]["config"]
+    return {**{k: v for k, v in shape.items() if not k.endswith("_note")}, **overrides}
+
+
+def random_model(shape: dict[str, Any], dtype: Any, device: Any, attn: str) -> Any:
+    """A random-weight Qwen2 model of ``shape`` built on ``device`` (seed 0), with ``attn``
+    registered first when it is one of the project's own attention functions."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from subliminal_scaling.train.kernels import register_attention
+
+    register_attention(attn)
+    torch.manual_seed(0)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(
+            Qwen2Config(**shape), dtype=dtype, attn_implementation=attn
+        )
+
+
 def _param_counts(model: Any) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())  # tied weights counted once
     emb = model.get_input_embeddings().weight
@@ -134,10 +156,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import transformers
     import trl
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, TrainerCallback
+    from transformers import AutoTokenizer, TrainerCallback
 
     from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
-    from subliminal_scaling.train.kernels import register_attention
     from subliminal_scaling.train.student import build_trainer, set_cuda_allocator
 
     size = args.worker
@@ -161,10 +182,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     gc_flag = bool(training["gradient_checkpointing"])
     attn = training["attn_implementation"]
 
-    shape = json.loads((ref / "qwen2.5-configs.json").read_text())[size]["config"]
-    shape = {k: v for k, v in shape.items() if not k.endswith("_note")}
-    if args.tiny:
-        shape = {**shape, **TINY}
+    shape = real_shape(ref, size, **(TINY if args.tiny else {}))
     set_cuda_allocator(training.get("cuda_alloc_conf"))
     use_cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if (training["bf16"] and use_cuda) else torch.float32
@@ -202,12 +220,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     t_build = time.perf_counter()
-    register_attention(attn)
-    torch.manual_seed(0)
-    with device:
-        model = AutoModelForCausalLM.from_config(
-            Qwen2Config(**shape), dtype=dtype, attn_implementation=attn
-        )
+    model = random_model(shape, dtype, device, attn)
     if use_cuda:
         torch.cuda.synchronize()
     result["build_s"] = time.perf_counter() - t_build
@@ -229,7 +242,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         def on_train_begin(self, args, state, control, **kw):
             if use_cuda:
                 torch.cuda.synchronize()
+            if n_warmup == 0 and barrier:
+                wait_for_copies(barrier)
             self.t[0] = time.perf_counter()
+            self.unix[0] = time.time()
             self.tokens[0] = int(state.num_input_tokens_seen)
 
         def on_step_begin(self, args, state, control, **kw):
@@ -238,7 +254,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         def on_step_end(self, args, state, control, **kw):
             if use_cuda:
                 torch.cuda.synchronize()
-            if state.global_step == n_warmup and barrier:
+            if n_warmup and state.global_step == n_warmup and barrier:
                 wait_for_copies(barrier)  # copies sharing the GPU start their timed steps together
             self.t[state.global_step] = time.perf_counter()
             self.unix[state.global_step] = time.time()

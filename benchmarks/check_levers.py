@@ -35,15 +35,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "src"))
 
-from bench_train import _model_spec, make_rows, parse_sets, parse_variants  # noqa: E402
+from bench_train import (  # noqa: E402
+    _model_spec,
+    make_rows,
+    parse_sets,
+    parse_variants,
+    random_model,
+    real_shape,
+)
 
 
 def run_variant(args: argparse.Namespace, name: str, sets: list[str], rows: list) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, TrainerCallback
+    from transformers import AutoTokenizer, TrainerCallback
 
     from subliminal_scaling.runtime.config import Sweep, load_config
-    from subliminal_scaling.train.kernels import register_attention
     from subliminal_scaling.train.student import build_trainer
 
     torch._dynamo.reset()
@@ -53,20 +59,13 @@ def run_variant(args: argparse.Namespace, name: str, sets: list[str], rows: list
     training = {**sweep.training_for(spec.slug), **parse_sets(sets)}
     training["effective_batch"] = args.rows_per_step
     training["micro_batch"] = args.micro_batch or min(training["micro_batch"], args.rows_per_step)
-    shape = json.loads((ref / "qwen2.5-configs.json").read_text())[args.size]["config"]
-    shape = {k: v for k, v in shape.items() if not k.endswith("_note")}
-    if args.layers:
-        shape.update(num_hidden_layers=args.layers, max_window_layers=args.layers)
+    layers = {"num_hidden_layers": args.layers, "max_window_layers": args.layers}
+    shape = real_shape(ref, args.size, **(layers if args.layers else {}))
     cuda = torch.cuda.is_available()  # CPU: a smoke test of the script only
     dtype = torch.bfloat16 if training["bf16"] and cuda else torch.float32
     attn = training["attn_implementation"]
-    register_attention(attn)
     tokenizer = AutoTokenizer.from_pretrained(ref / "qwen2.5-tokenizer")
-    torch.manual_seed(0)
-    with torch.device("cuda" if cuda else "cpu"):
-        model = AutoModelForCausalLM.from_config(
-            Qwen2Config(**shape), dtype=dtype, attn_implementation=attn
-        )
+    model = random_model(shape, dtype, "cuda" if cuda else "cpu", attn)
     trainer = build_trainer(
         model=model, tokenizer=tokenizer, rows=rows,
         spec=sweep.student_spec(spec.slug).with_training(**training), seed=1,

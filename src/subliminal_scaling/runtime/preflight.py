@@ -249,20 +249,19 @@ def lever_checks(config: dict[str, Any], capabilities: list[tuple[int, int]]) ->
     compiled = [s for s, t in trainings.items() if t.get("compile_layers")]
     checks = []
     if varlen:
-        found = importlib.util.find_spec("torch.nn.attention.varlen") is not None
+        missing = []
+        if importlib.util.find_spec("torch.nn.attention.varlen") is None:
+            missing.append("torch >= 2.10 (torch.nn.attention.varlen)")
         old = [c for c in capabilities if c < (8, 0)]
-        ok = found and not old
+        if old:
+            missing.append(f"a GPU of compute capability 8.0+ (found {old[0][0]}.{old[0][1]})")
         detail = (
-            f"torch's varlen FlashAttention for {', '.join(varlen)}"
-            if ok
-            else "attn_implementation torch_varlen needs "
-            + ("torch >= 2.10 (torch.nn.attention.varlen)" if not found else "")
-            + (" and " if not found and old else "")
-            + (f"a GPU of compute capability 8.0+ (found {old[0][0]}.{old[0][1]})" if old else "")
-            + ": set models[].train.attn_implementation: flex_attention for "
-            + ", ".join(varlen)
+            f"attn_implementation torch_varlen needs {' and '.join(missing)}: set "
+            f"models[].train.attn_implementation: flex_attention for {', '.join(varlen)}"
+            if missing
+            else f"torch's varlen FlashAttention for {', '.join(varlen)}"
         )
-        checks.append(Check("torch_varlen", ok, detail))
+        checks.append(Check("torch_varlen", not missing, detail))
     if compiled:
         ok = importlib.util.find_spec("triton") is not None
         checks.append(

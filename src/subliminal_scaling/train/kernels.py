@@ -13,8 +13,9 @@
   residual adds) fuses into few kernels. Compiling the whole model did not finish within 10
   minutes on an H100 with variable lengths (benchmarks/README.md).
 
-Both are proven on the GPU only by ``benchmarks/bench_train.py`` (speed, and the per-step losses
-of every variant from the same rows and seed); the CPU tests check the glue around the kernels.
+On the GPU, ``benchmarks/check_levers.py`` compares both with the padded float32 step (first-step
+LoRA gradients, per-step losses) and ``benchmarks/bench_train.py`` measures their speed; the CPU
+tests check the glue around the kernels.
 """
 
 from __future__ import annotations
