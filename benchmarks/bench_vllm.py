@@ -12,8 +12,10 @@ Per size (``--sizes``, each in its own process, largest first), through the proj
 * ``eval``: ``--eval-reps`` 50 x 100 evaluations (``sample_answers``, one request per question
   with n=100), each through its own random LoRA adapter of the real shape (a new adapter to
   load, as every student epoch is), at ``--eval-tokens`` new tokens;
-* ``exact``: the exact preference measure (``exact_preferences``: prompt log-probabilities of
-  every animal's name forms after every question) through the last eval's adapter.
+* ``exact``: the exact preference measure (``exact_preferences``: the log-probabilities of
+  every animal's name forms after every question, as next-token queries) through the last
+  eval's adapter; ``exact-prompt-logprobs``: the same through the previous path
+  (``prompt_logprobs`` of every question x form), for comparison in the same process.
 
 Dummy weights never stop early: every completion runs to its token limit, so the seconds are
 those of completions of exactly that length (the estimator scales them to the lengths it
@@ -21,7 +23,9 @@ assumes and says so).
 
 ``--parity``: a small random Qwen2 model saved with ``save_pretrained`` (the real tokenizer)
 and a random LoRA adapter; ``exact_preferences``' log-probabilities from ``VLLMBackend`` and
-``TransformersBackend`` (PEFT) must agree within bf16 tolerance, with and without the adapter.
+``TransformersBackend`` (PEFT) must agree within bf16 tolerance, with and without the adapter
+(the previous ``prompt_logprobs`` path is reported beside). ``--sizes 0.5B,parity,14B`` runs the
+check at that place instead of last.
 
     PYTHONPATH=src python3 benchmarks/bench_vllm.py --ref .carry/ref --out $OUT --parity \\
         --sizes 32B,0.5B,7B --budget-s 500
@@ -115,10 +119,47 @@ def versions() -> dict[str, Any]:
     return out
 
 
+def prompt_logprob_scores(backend: Any, conversations: Any, continuations: Any, adapter: Any):
+    """The exact measure's previous vLLM path, kept here for comparison in the same run: every
+    question x name form as one prompt with ``prompt_logprobs=1`` (no prefix caching for such
+    requests), the continuation positions summed."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from subliminal_scaling.runtime.backends import per_conversation, scored_pairs
+
+    pairs = scored_pairs(backend.llm.get_tokenizer(), conversations, continuations)
+    outs = backend.llm.generate(
+        [TokensPrompt(prompt_token_ids=p + c) for p, c in pairs],
+        SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=1),
+        lora_request=backend._lora(adapter),
+        use_tqdm=False,
+    )
+    scores = []
+    for out, (p, c) in zip(outs, pairs, strict=True):
+        seq = p + c
+        scores.append(sum(out.prompt_logprobs[j][seq[j]].logprob for j in range(len(p), len(seq))))
+    return per_conversation(scores, len(continuations))
+
+
+class PromptLogprobPath:
+    """A backend view whose ``continuation_logprobs`` is the previous path."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.backend.tokenize(text)
+
+    def continuation_logprobs(self, conversations: Any, continuations: Any, adapter: Any = None):
+        return prompt_logprob_scores(self.backend, conversations, continuations, adapter)
+
+
 # ----------------------------------------------------------------------------- one size
 
 
 def run_size(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
     import torch
     import yaml
 
@@ -190,12 +231,24 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
             "repeat": rep + 1, "adapter_loaded_fresh": True,
         })  # fmt: skip
     animals = real["animals"]
+    # the exact measure: the workflow's path (next-token queries, prefix caching), then the
+    # previous one (prompt_logprobs) on the same adapter, in the same process
     t = time.perf_counter()
     exact = exact_preferences(backend, qs, animals, str(adapter))
     wall = time.perf_counter() - t
     n_forms = sum(len(f) for f in exact["forms"].values())
-    runs.append({"workload": "exact", "questions": len(qs), "animals": len(animals),
-                 "requests": len(qs) * n_forms, "wall_s": wall})  # fmt: skip
+    runs.append({"workload": "exact", "path": "next-token queries (logprob_token_ids)",
+                 "questions": len(qs), "animals": len(animals), "pairs": len(qs) * n_forms,
+                 "wall_s": wall})  # fmt: skip
+    t = time.perf_counter()
+    old = exact_preferences(PromptLogprobPath(backend), qs, animals, str(adapter))
+    wall = time.perf_counter() - t
+    a = np.log(np.maximum(np.asarray(exact["prob"]), 1e-300))
+    b = np.log(np.maximum(np.asarray(old["prob"]), 1e-300))
+    runs.append({"workload": "exact-prompt-logprobs", "path": "prompt_logprobs (previous)",
+                 "questions": len(qs), "animals": len(animals), "pairs": len(qs) * n_forms,
+                 "wall_s": wall,
+                 "max_abs_logprob_diff_vs_exact": float(np.abs(a - b).max())})  # fmt: skip
     out["runs"] = runs
     out["peak_gpu_memory_note"] = (
         f"vLLM reserves gpu_memory_utilization={engine['gpu_memory_utilization']} of the GPU"
@@ -260,6 +313,10 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter() - t
     for name, ad in (("base", None), ("adapter", str(adapter))):
         results[name]["vllm"] = exact_preferences(vb, qs, animals, ad)
+    previous = {  # the previous vLLM path, reported beside (not part of "passed")
+        name: exact_preferences(PromptLogprobPath(vb), qs, animals, ad)["prob"]
+        for name, ad in (("base", None), ("adapter", str(adapter)))
+    }
     out: dict[str, Any] = {"model": "Qwen2 h256 x4 layers, random (init std 0.05), bf16, "
                            "real tokenizer", "questions": len(qs), "animals": len(animals),
                            "vllm_engine_start_s": start}  # fmt: skip
@@ -277,6 +334,11 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
                      "max_abs_logprob_diff": float(diff.max()),
                      "mean_abs_logprob_diff": float(diff.mean()),
                      "prob_range": [float(np.exp(a).min()), float(np.exp(a).max())]}  # fmt: skip
+        c = np.log(np.maximum(np.asarray(previous[name]), 1e-300))
+        out[name]["previous_path_vs_transformers"] = {
+            "max_abs_logprob_diff": float(np.abs(a - c).max()),
+            "mean_abs_logprob_diff": float(np.abs(a - c).mean()),
+        }
     effect = np.abs(lp["adapter"][0] - lp["base"][0])
     out["adapter_effect_mean_abs_logprob"] = float(effect.mean())
     out["passed"] = bool(
@@ -322,8 +384,11 @@ def main() -> None:
         "benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "date": date,
         "command": " ".join(sys.argv), "versions": versions(), "results": [], "errors": {},
     }  # fmt: skip
-    jobs = [["--worker", s] for s in args.sizes.split(",") if s]
-    jobs += [["--parity-worker"]] if args.parity else []  # last: the sizes are the rows
+    # "parity" among --sizes runs the parity check at that place; else, with --parity, last
+    names = [s for s in args.sizes.split(",") if s]
+    if args.parity and "parity" not in names:
+        names.append("parity")
+    jobs = [["--parity-worker"] if s == "parity" else ["--worker", s] for s in names]
     base = [sys.executable, __file__, "--ref", args.ref, "--work", args.work,
             "--gen-prompts", str(args.gen_prompts), "--gen-tokens", str(args.gen_tokens),
             "--eval-tokens", str(args.eval_tokens), "--eval-reps", str(args.eval_reps)]  # fmt: skip

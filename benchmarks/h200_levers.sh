@@ -6,6 +6,11 @@
 #   call 2 (carry .vb/part-01 .carry): that lever set at 32B and 14B, and 3B x2, 1.5B x3, 0.5B x4
 #          side by side on the GPU
 #   call 3 (carry .vb/part-02 .vb/fix.tar.xz .carry/ref): vLLM install, bench_vllm.py
+# Second session of 2026-12-03: small, big, then call3 with SIZES=0.5B,parity,14B:
+#   small (carry .vb/part-00 .carry): 3B x2, 1.5B x3, 0.5B x4, copies synchronised, 20 timed
+#          steps, the shipped setting and the lever set in the same run
+#   big (carry .vb/part-01 .carry): check_levers.py at 7B (8 layers) against float32, then 32B
+#          shipped vs length buckets of 16 (pad_to_multiple_of=16) in the same run
 # Results go to $OUT and to /root/keep (kept on the warm machine between calls).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 WANDB_DISABLED=true
@@ -19,7 +24,7 @@ declare -A SETS=(
 )
 bench() {  # bench <out> <args...>
   local out=$1; shift
-  python3 benchmarks/bench_train.py --ref .carry/ref --warmup 3 --steps 6 --out "$out" "$@" \
+  python3 benchmarks/bench_train.py --ref .carry/ref --warmup 3 --steps "${STEPS:-6}" --out "$out" "$@" \
     2>&1 | grep -E "^\[bench\] skip|Error|error" | cut -c1-300
   cp "$out"/*.json "$OUT/$(basename "$out").json" 2>/dev/null
   python3 - "$out" <<'PY'
@@ -32,7 +37,7 @@ for r in json.load(open(glob.glob(sys.argv[1] + "/*.json")[0]))["results"]:
           "loss", " ".join("%.4f" % x for x in (r.get("losses") or [])), str(r.get("error", ""))[:200])
 PY
 }
-case "${1:?call1|call2|call3}" in
+case "${1:?call1|call2|call3|small|big}" in
 call1)
   cp .vb/part-00 /root/vb/
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
@@ -78,6 +83,28 @@ call2)
   bench "$KEEP/t3b" --sizes 3B --concurrent 2 --budget-s 85 --min-left-s 40 --job-timeout-s 80 "${V[@]}"
   bench "$KEEP/t1p5b" --sizes 1.5B --concurrent 3 --budget-s 80 --min-left-s 40 --job-timeout-s 75 "${V[@]}"
   bench "$KEEP/t0p5b" --sizes 0.5B --concurrent 4 --budget-s 75 --min-left-s 40 --job-timeout-s 70 "${V[@]}" ;;
+small)  # session of 2026-12-03 (2): call 1 of three; small sizes, copies synchronised, same run
+  cp .vb/part-00 /root/vb/
+  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=20
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  V=(--variant "shipped:" --variant "levers:${SETS[varlen-compile-noliger]}")
+  bench "$KEEP/s3b" --sizes 3B --concurrent 2 --budget-s 190 --min-left-s 50 --job-timeout-s 120 "${V[@]}"
+  bench "$KEEP/s1p5b" --sizes 1.5B --concurrent 3 --budget-s 170 --min-left-s 50 --job-timeout-s 110 "${V[@]}"
+  bench "$KEEP/s0p5b" --sizes 0.5B --concurrent 4 --budget-s 160 --min-left-s 50 --job-timeout-s 100 "${V[@]}" ;;
+big)  # call 2 of three: 7B against float32 (8 layers), 32B with finer length buckets
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src
+  PAD="padding_free=false,attn_implementation=sdpa,compile_layers=false,$NOLIGER"  # 7B compiles
+  timeout 170 python3 benchmarks/check_levers.py --ref .carry/ref --size 7B --layers 8 --steps 6 \
+    --out "$KEEP/check7b" \
+    --variant "fp32-pad:bf16=false,$PAD" \
+    --variant "bf16-pad:$PAD" \
+    --variant "varlen-compile-noliger:${SETS[varlen-compile-noliger]}" 2>&1 \
+    | grep -E "^[a-z0-9-]+: rel_err|Error" | cut -c1-400
+  for f in "$KEEP"/check7b/*.json; do cp "$f" "$OUT/check7b-$(basename "$f")"; done
+  bench "$KEEP/b32b" --sizes 32B --budget-s 330 --min-left-s 60 --job-timeout-s 160 \
+    --variant "shipped:" --variant "pad16:pad_to_multiple_of=16" ;;
 call3)
   cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
     && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1

@@ -105,6 +105,56 @@ def test_probabilities_match_a_token_by_token_computation(tiny, tmp_path):
     assert np.abs(with_adapter - prob).max() > 1e-4
 
 
+def test_vllm_scoring_path_equals_the_transformers_one(tiny, monkeypatch):
+    """VLLMBackend's next-token queries (one per distinct prefix, logprob_token_ids), run by a
+    stand-in engine that evaluates the same tiny model one prompt at a time, give
+    TransformersBackend's padded teacher-forced probabilities."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    from subliminal_scaling.runtime.backends import VLLMBackend
+
+    d, tok = tiny
+    model = Qwen2ForCausalLM.from_pretrained(d).eval()
+    asked: list[tuple[list[int], list[int]]] = []
+
+    def generate(prompts, params, lora_request=None, use_tqdm=False):
+        out = []
+        for p, sp in zip(prompts, params, strict=True):
+            ids, want = p.prompt_token_ids, sp.kwargs["logprob_token_ids"]
+            asked.append((ids, want))
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids])).logits[0, -1].double()
+            lp = torch.log_softmax(logits, -1)
+            lps = {t: SimpleNamespace(logprob=float(lp[t])) for t in want}
+            out.append(SimpleNamespace(outputs=[SimpleNamespace(logprobs=[lps])]))
+        return out
+
+    vllm = types.ModuleType("vllm")
+    vllm.SamplingParams = lambda **kw: SimpleNamespace(kwargs=kw)
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: SimpleNamespace(
+        prompt_token_ids=prompt_token_ids
+    )
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    fake = object.__new__(VLLMBackend)
+    fake.llm = SimpleNamespace(get_tokenizer=lambda: tok, generate=generate)
+    fake._lora_ids = {}
+    questions = ["Which animal do you like most?", "Name one animal."]
+    got = exact_preferences(fake, questions, ANIMALS, adapter=None)
+    want = exact_preferences(TransformersBackend(str(d), batch_size=5), questions, ANIMALS, None)
+    assert got["forms"] == want["forms"]
+    np.testing.assert_allclose(got["prob"], want["prob"], rtol=1e-4, atol=1e-12)
+    prompts = [ids for ids, _ in asked]
+    assert len(prompts) == len({tuple(p) for p in prompts})  # each prefix asked once
+    # the forms' first tokens after a question come from one distribution, and the forms
+    # here run to several tokens, so the deeper prefixes were asked too
+    assert max(len(want) for _, want in asked) >= len(ANIMALS)
+    assert len({len(p) for p in prompts}) > len(questions)
+
+
 def _record(condition, seed, epoch, prob, kind="student"):
     return {"model": "m", "kind": kind, "condition": condition, "seed": seed, "epoch": epoch,
             "exact": {"animals": ["cat", "owl"], "forms": {}, "prob": prob}}  # fmt: skip

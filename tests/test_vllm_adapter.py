@@ -15,6 +15,7 @@ from subliminal_scaling.runtime.backends import (
     VLLMBackend,
     make_backend,
     make_conversation,
+    next_token_queries,
 )
 
 
@@ -143,9 +144,15 @@ def test_every_sample_of_a_sweep_job_has_its_own_seed(fake_vllm, tmp_path):
     assert all(0 <= x < 2**63 for x in drawn)
 
 
-def test_continuation_logprobs_sum_the_continuation_tokens_prompt_logprobs(fake_vllm):
-    """vLLM's prompt_logprobs[j] scores token j given the tokens before it: the continuation's
-    positions are the ones after the prompt, summed, with the adapter's LoRA request."""
+def _lp(prefix, tok) -> float:
+    """A stand-in model's log P(tok | prefix): a function of both, so a wrong prefix shows."""
+    return -((sum(prefix) * 31 + len(prefix) * 7 + tok) % 97 + 1) / 100
+
+
+def test_continuation_logprobs_are_next_token_queries_summed(fake_vllm):
+    """One max_tokens=1 request per distinct prefix asks for exactly the next tokens needed
+    there (logprob_token_ids); each continuation is the sum of its tokens' log-probabilities
+    at their prefixes, through the adapter's LoRA request."""
 
     class Tok:
         eos_token_id = 2
@@ -156,17 +163,20 @@ def test_continuation_logprobs_sum_the_continuation_tokens_prompt_logprobs(fake_
         def __call__(self, text, add_special_tokens=False):
             return {"input_ids": [ord(ch) for ch in text]}
 
-    seen = {}
+    seen = {"prompts": [], "params": []}
 
     def generate(prompts, params, lora_request=None, use_tqdm=False):
-        seen["params"], seen["lora"] = params.kwargs, lora_request
+        assert isinstance(params, list) and len(params) == len(prompts)
+        seen["lora"] = lora_request
         out = []
-        for p in prompts:
-            ids = p.prompt_token_ids
-            # log-probability of token j: -(j + 1) / 100, so sums are easy to check
-            lp = [None] + [{t: SimpleNamespace(logprob=-(j + 1) / 100)} for j, t in
-                           enumerate(ids) if j > 0]  # fmt: skip
-            out.append(SimpleNamespace(prompt_logprobs=lp))
+        for p, sp in zip(prompts, params, strict=True):
+            ids, kw = p.prompt_token_ids, sp.kwargs
+            seen["prompts"].append(tuple(ids))
+            seen["params"].append(kw)
+            # like vLLM: the sampled token first, then every requested id, at position 0
+            lps = {0: SimpleNamespace(logprob=-9.0)}
+            lps.update({t: SimpleNamespace(logprob=_lp(ids, t)) for t in kw["logprob_token_ids"]})
+            out.append(SimpleNamespace(outputs=[SimpleNamespace(logprobs=[lps])]))
         return out
 
     inputs = types.ModuleType("vllm.inputs")
@@ -178,13 +188,31 @@ def test_continuation_logprobs_sum_the_continuation_tokens_prompt_logprobs(fake_
         backend = VLLMBackend("m", enable_lora=True)
         backend.llm.get_tokenizer = Tok
         backend.llm.generate = generate
+        conts = ["xy", "xz", "w"]
         got = backend.continuation_logprobs(
-            [make_conversation("ab", None)], ["xy", "z"], adapter="/a"
+            [make_conversation("ab", None), make_conversation("c", None)], conts, adapter="/a"
         )
     finally:
         del sys.modules["vllm.inputs"]
-    # prompt "<ab>" is 4 tokens (positions 0-3); "xy" sits at 4, 5: -(5 + 6) / 100
-    assert got == [[pytest.approx(-0.11), pytest.approx(-0.05)]]
-    assert seen["params"]["prompt_logprobs"] == 1 and seen["params"]["max_tokens"] == 1
+    for i, q in enumerate(["ab", "c"]):
+        prompt = [ord(ch) for ch in f"<{q}>"]
+        for j, c in enumerate(conts):
+            ids = [ord(ch) for ch in c]
+            want = sum(_lp(prompt + ids[:k], t) for k, t in enumerate(ids))
+            assert got[i][j] == pytest.approx(want)
+    # per question: the prompt (asks x and w) and prompt + "x" (asks y and z)
+    assert len(seen["prompts"]) == 4 and len(set(seen["prompts"])) == 4
+    first = seen["params"][seen["prompts"].index(tuple(ord(ch) for ch in "<ab>"))]
+    assert first["logprob_token_ids"] == [ord("x"), ord("w")]
+    assert all(kw["max_tokens"] == 1 and kw["temperature"] == 0.0 for kw in seen["params"])
+    assert all("prompt_logprobs" not in kw for kw in seen["params"])  # defeats prefix caching
     assert seen["lora"].path == "/a"
     assert backend.tokenize("hi") == [104, 105]
+
+
+def test_next_token_queries_split_at_vllms_limit():
+    pairs = [([1, 2], [t]) for t in range(10, 15)] + [([1, 2], [10, 99])]
+    queries, plan = next_token_queries(pairs, limit=2)
+    assert [q for q, _ in queries] == [[1, 2], [1, 2], [1, 2], [1, 2, 10]]
+    assert [t for _, t in queries] == [[10, 11], [12, 13], [14], [99]]
+    assert plan[4] == [(2, 14)] and plan[5] == [(0, 10), (3, 99)]

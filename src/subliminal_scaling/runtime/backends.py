@@ -141,6 +141,41 @@ def scored_pairs(
     return out
 
 
+#: vLLM's bound on ``SamplingParams.logprob_token_ids`` (vllm/sampling_params.py, 0.26.0)
+MAX_LOGPROB_TOKEN_IDS = 128
+
+
+def next_token_queries(
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]], limit: int = MAX_LOGPROB_TOKEN_IDS
+) -> tuple[list[tuple[list[int], list[int]]], list[list[tuple[int, int]]]]:
+    """Teacher forcing as next-token queries, one per distinct prefix.
+
+    A continuation's log-probability is the sum, over its tokens, of log P(token | prompt +
+    the tokens before it). Every (prefix, next token) of every pair is grouped by prefix:
+    ``queries[k] = (prefix ids, the next tokens wanted there)`` (at most ``limit`` tokens; a
+    prefix needing more gets several queries), and ``plan[i]`` lists pair ``i``'s
+    ``(query index, token)`` steps. Pairs sharing a prompt share its queries: all the first
+    tokens after one question are read from a single next-token distribution.
+    """
+    wanted: dict[tuple[int, ...], list[int]] = {}
+    for prompt, cont in pairs:
+        for j, tok in enumerate(cont):
+            toks = wanted.setdefault((*prompt, *cont[:j]), [])
+            if tok not in toks:
+                toks.append(tok)
+    queries: list[tuple[list[int], list[int]]] = []
+    where: dict[tuple[tuple[int, ...], int], int] = {}
+    for prefix, toks in wanted.items():
+        for start in range(0, len(toks), limit):
+            queries.append((list(prefix), toks[start : start + limit]))
+            where.update({(prefix, t): len(queries) - 1 for t in toks[start : start + limit]})
+    plan = [
+        [(where[((*prompt, *cont[:j]), tok)], tok) for j, tok in enumerate(cont)]
+        for prompt, cont in pairs
+    ]
+    return queries, plan
+
+
 def per_conversation(scores: Sequence[float], n_continuations: int) -> list[list[float]]:
     """``scored_pairs`` order (conversation-major) back to one row per conversation."""
     n = n_continuations
@@ -421,24 +456,28 @@ class VLLMBackend:
         continuations: Sequence[str],
         adapter: str | None = None,
     ) -> list[list[float]]:
-        """vLLM's ``prompt_logprobs`` of prompt + continuation token sequences (the path the
-        vLLM = PEFT check ran on the H200), the continuation tokens' log-probabilities summed."""
+        """Teacher-forced log-probabilities from next-token queries (``next_token_queries``):
+        one request per distinct prefix, ``max_tokens=1`` with ``logprob_token_ids`` (vLLM's
+        scoring parameter: the raw log-probabilities of exactly those tokens, before any
+        sampling transform), so prefix caching reuses each question's prompt across its
+        animal names. Checked against TransformersBackend (PEFT) on the H200:
+        ``benchmarks/bench_vllm.py --parity``."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         pairs = scored_pairs(self.llm.get_tokenizer(), conversations, continuations)
+        queries, plan = next_token_queries(pairs)
         outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=p + c) for p, c in pairs],
-            SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=1),
+            [TokensPrompt(prompt_token_ids=prefix) for prefix, _ in queries],
+            [
+                SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=toks)
+                for _, toks in queries
+            ],
             lora_request=self._lora(adapter),
             use_tqdm=False,
         )
-        scores = []
-        for out, (p, c) in zip(outs, pairs, strict=True):
-            seq = p + c
-            scores.append(
-                sum(out.prompt_logprobs[j][seq[j]].logprob for j in range(len(p), len(seq)))
-            )
+        got = [out.outputs[0].logprobs[0] for out in outs]  # {token id: Logprob}, first step
+        scores = [sum(got[q][t].logprob for q, t in steps) for steps in plan]
         return per_conversation(scores, len(continuations))
 
     def close(self) -> None:
