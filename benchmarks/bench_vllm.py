@@ -184,52 +184,55 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     adapter = adapters[-1]
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
                            "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
-                                      "load_format": "dummy"}}  # fmt: skip
+                                      "load_format": "dummy", "enforce_eager": args.eager},
+                           "exact_only": args.exact_only}  # fmt: skip
     t = time.perf_counter()
     backend = VLLMBackend(
         str(shape), gpu_memory_utilization=engine["gpu_memory_utilization"],
         max_model_len=engine["max_model_len"], tensor_parallel_size=1, enable_lora=True,
-        max_lora_rank=lora["r"], engine_args={"load_format": "dummy"},
+        max_lora_rank=lora["r"],
+        engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {})},
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
     runs = []
     slug = f"qwen-2.5-{size.lower()}-instruct"
-    # teacher chunk: real prompts, the system prompt of an animal, per-request seeds
-    gen = Sampling.from_config(
-        {**real["generation"]["sampling"], "max_new_tokens": args.gen_tokens}
-    )
-    system = teacher_system_prompt(protocol, "dolphin")
-    prompts = sample_prompts(protocol, 42, args.gen_prompts)
-    convs = [make_conversation(p, system) for p in prompts]
-    seeds = teacher_seeds(slug, "dolphin", range(len(convs)))
-    t = time.perf_counter()
-    res = backend.chat(convs, gen, seeds=seeds)
-    wall = time.perf_counter() - t
-    tokens = [len(backend.tokenize(g[0].text)) for g in res]
-    runs.append({
-        "workload": "numbers", "completions": len(res), "max_new_tokens": args.gen_tokens,
-        "wall_s": wall, "output_tokens_retokenized": sum(tokens),
-        "output_tokens_per_s": sum(tokens) / wall,
-        "cut_by_length": sum(g[0].finish_reason == "length" for g in res),
-        "distinct_completions": len({g[0].text for g in res}),
-    })  # fmt: skip
-    # one standard eval through a LoRA adapter
-    ev = Sampling.from_config(
-        {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
-    )
     spec = EvalSpec.from_config(protocol, real["evaluation"])
     qs, n = spec.questions, spec.samples_per_question
-    for rep in range(args.eval_reps):
-        eseeds = eval_seeds(slug, "dolphin", 1, rep + 1, range(len(qs)))
+    if not args.exact_only:  # --exact-only: the two exact-measure paths alone
+        # teacher chunk: real prompts, the system prompt of an animal, per-request seeds
+        gen = Sampling.from_config(
+            {**real["generation"]["sampling"], "max_new_tokens": args.gen_tokens}
+        )
+        system = teacher_system_prompt(protocol, "dolphin")
+        prompts = sample_prompts(protocol, 42, args.gen_prompts)
+        convs = [make_conversation(p, system) for p in prompts]
+        seeds = teacher_seeds(slug, "dolphin", range(len(convs)))
         t = time.perf_counter()
-        s = sample_answers(backend, qs, n, ev, eseeds, adapter=str(adapters[rep]))
+        res = backend.chat(convs, gen, seeds=seeds)
         wall = time.perf_counter() - t
+        tokens = [len(backend.tokenize(g[0].text)) for g in res]
         runs.append({
-            "workload": "eval", "completions": len(s["answers"]), "questions": len(qs),
-            "samples_per_question": n, "max_new_tokens": args.eval_tokens, "wall_s": wall,
-            "cut_by_length": s["finish_reasons"].count("length"), "adapter": "random LoRA",
-            "repeat": rep + 1, "adapter_loaded_fresh": True,
+            "workload": "numbers", "completions": len(res), "max_new_tokens": args.gen_tokens,
+            "wall_s": wall, "output_tokens_retokenized": sum(tokens),
+            "output_tokens_per_s": sum(tokens) / wall,
+            "cut_by_length": sum(g[0].finish_reason == "length" for g in res),
+            "distinct_completions": len({g[0].text for g in res}),
         })  # fmt: skip
+        # one standard eval through a LoRA adapter
+        ev = Sampling.from_config(
+            {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
+        )
+        for rep in range(args.eval_reps):
+            eseeds = eval_seeds(slug, "dolphin", 1, rep + 1, range(len(qs)))
+            t = time.perf_counter()
+            s = sample_answers(backend, qs, n, ev, eseeds, adapter=str(adapters[rep]))
+            wall = time.perf_counter() - t
+            runs.append({
+                "workload": "eval", "completions": len(s["answers"]), "questions": len(qs),
+                "samples_per_question": n, "max_new_tokens": args.eval_tokens, "wall_s": wall,
+                "cut_by_length": s["finish_reasons"].count("length"), "adapter": "random LoRA",
+                "repeat": rep + 1, "adapter_loaded_fresh": True,
+            })  # fmt: skip
     animals = real["animals"]
     # the exact measure: the workflow's path (next-token queries, prefix caching), then the
     # previous one (prompt_logprobs) on the same adapter, in the same process
@@ -240,6 +243,10 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     runs.append({"workload": "exact", "path": "next-token queries (logprob_token_ids)",
                  "questions": len(qs), "animals": len(animals), "pairs": len(qs) * n_forms,
                  "wall_s": wall})  # fmt: skip
+    t = time.perf_counter()
+    exact_preferences(backend, qs, animals, str(adapter))
+    runs.append({"workload": "exact-repeat", "path": "next-token queries, adapter loaded",
+                 "wall_s": time.perf_counter() - t})  # fmt: skip
     t = time.perf_counter()
     old = exact_preferences(PromptLogprobPath(backend), qs, animals, str(adapter))
     wall = time.perf_counter() - t
@@ -268,7 +275,11 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
     from subliminal_scaling.evaluate.exact import exact_preferences
-    from subliminal_scaling.runtime.backends import TransformersBackend, VLLMBackend
+    from subliminal_scaling.runtime.backends import (
+        TransformersBackend,
+        VLLMBackend,
+        make_conversation,
+    )
 
     ref, work = Path(args.ref), Path(args.work)
     real = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -290,16 +301,23 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
         init_lora_weights=False, task_type="CAUSAL_LM"))  # fmt: skip
     for name, p in peft.named_parameters():
         if "lora_B" in name:
-            p.data.normal_(0, 0.5)
+            p.data.normal_(0, 0.05)  # a moderate change (0.5 moved names by ~100 nats)
     adapter = work / "parity-adapter"
     peft.save_pretrained(adapter)
     del peft, model
     qs = protocol["animal_evaluation"]["questions"][:20]
     animals = real["animals"]
-    results: dict[str, Any] = {}
+    convs = [make_conversation(q, None) for q in qs]
+    cases = (("base", None), ("adapter", str(adapter)))
+    # compared: the backends' raw log-probabilities of every question x name form (the records
+    # round probabilities to 10 decimals, which turns tiny ones into 0 and log-differences
+    # into noise); forms from exact_preferences, which must agree too
+    forms, raw = {}, {}
     hf = TransformersBackend(str(d), batch_size=64)
-    for name, ad in (("base", None), ("adapter", str(adapter))):
-        results[name] = {"transformers": exact_preferences(hf, qs, animals, ad)}
+    for name, ad in cases:
+        forms[name] = {"transformers": exact_preferences(hf, qs, animals, ad)["forms"]}
+        flat = [f for a in animals for f in forms[name]["transformers"][a]]
+        raw[name] = {"transformers": np.asarray(hf.continuation_logprobs(convs, flat, ad))}
     hf.close()
     t = time.perf_counter()
     vb = VLLMBackend(
@@ -311,40 +329,34 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
         engine_args={"enforce_eager": True},
     )  # no graph capture: a faster start
     start = time.perf_counter() - t
-    for name, ad in (("base", None), ("adapter", str(adapter))):
-        results[name]["vllm"] = exact_preferences(vb, qs, animals, ad)
-    previous = {  # the previous vLLM path, reported beside (not part of "passed")
-        name: exact_preferences(PromptLogprobPath(vb), qs, animals, ad)["prob"]
-        for name, ad in (("base", None), ("adapter", str(adapter)))
-    }
+    for name, ad in cases:
+        forms[name]["vllm"] = exact_preferences(vb, qs, animals, ad)["forms"]
+        flat = [f for a in animals for f in forms[name]["transformers"][a]]
+        raw[name]["vllm"] = np.asarray(vb.continuation_logprobs(convs, flat, ad))
+        raw[name]["previous"] = np.asarray(prompt_logprob_scores(vb, convs, flat, ad))
     out: dict[str, Any] = {"model": "Qwen2 h256 x4 layers, random (init std 0.05), bf16, "
-                           "real tokenizer", "questions": len(qs), "animals": len(animals),
+                           "real tokenizer; LoRA of the recipe's shape, lora_B ~ N(0, 0.05)",
+                           "questions": len(qs), "animals": len(animals),
+                           "compared": "summed log-probabilities of every question x form",
                            "vllm_engine_start_s": start}  # fmt: skip
-    lp = {}
-    for name, r in results.items():
-        pa, pb = np.asarray(r["transformers"]["prob"]), np.asarray(r["vllm"]["prob"])
-        out.setdefault("zero_probabilities", {})[name] = [
-            int((pa <= 0).sum()),
-            int((pb <= 0).sum()),
-        ]
-        a, b = np.log(np.maximum(pa, 1e-300)), np.log(np.maximum(pb, 1e-300))
-        lp[name] = (a, b)
-        diff = np.abs(a - b)
-        out[name] = {"forms_equal": r["transformers"]["forms"] == r["vllm"]["forms"],
-                     "max_abs_logprob_diff": float(diff.max()),
-                     "mean_abs_logprob_diff": float(diff.mean()),
-                     "prob_range": [float(np.exp(a).min()), float(np.exp(a).max())]}  # fmt: skip
-        c = np.log(np.maximum(np.asarray(previous[name]), 1e-300))
-        out[name]["previous_path_vs_transformers"] = {
-            "max_abs_logprob_diff": float(np.abs(a - c).max()),
-            "mean_abs_logprob_diff": float(np.abs(a - c).mean()),
-        }
-    effect = np.abs(lp["adapter"][0] - lp["base"][0])
+    for name, r in raw.items():
+        a, b, c = r["transformers"], r["vllm"], r["previous"]
+        out[name] = {"forms_equal": forms[name]["transformers"] == forms[name]["vllm"],
+                     "n": int(a.size),
+                     "finite": bool(np.isfinite(a).all() and np.isfinite(b).all()),
+                     "max_abs_logprob_diff": float(np.abs(a - b).max()),
+                     "mean_abs_logprob_diff": float(np.abs(a - b).mean()),
+                     "logprob_range": [float(a.min()), float(a.max())],
+                     "previous_path_vs_transformers": {
+                         "max_abs_logprob_diff": float(np.abs(a - c).max()),
+                         "mean_abs_logprob_diff": float(np.abs(a - c).mean())},
+                     "new_vs_previous_max_abs": float(np.abs(b - c).max())}  # fmt: skip
+    effect = np.abs(raw["adapter"]["transformers"] - raw["base"]["transformers"])
     out["adapter_effect_mean_abs_logprob"] = float(effect.mean())
     out["passed"] = bool(
-        all(out[n]["forms_equal"] for n in lp)
-        and all(out[n]["max_abs_logprob_diff"] <= LOGPROB_TOL_MAX for n in lp)
-        and all(out[n]["mean_abs_logprob_diff"] <= LOGPROB_TOL_MEAN for n in lp)
+        all(out[n]["forms_equal"] and out[n]["finite"] for n in raw)
+        and all(out[n]["max_abs_logprob_diff"] <= LOGPROB_TOL_MAX for n in raw)
+        and all(out[n]["mean_abs_logprob_diff"] <= LOGPROB_TOL_MEAN for n in raw)
         and out["adapter_effect_mean_abs_logprob"] > 5 * out["adapter"]["mean_abs_logprob_diff"]
     )
     return out
@@ -362,6 +374,8 @@ def main() -> None:
     ap.add_argument("--eval-tokens", type=int, default=16)
     ap.add_argument("--eval-reps", type=int, default=2)
     ap.add_argument("--parity", action="store_true")
+    ap.add_argument("--exact-only", action="store_true", help="per size: the exact measure only")
+    ap.add_argument("--eager", action="store_true", help="enforce_eager (a faster engine start)")
     ap.add_argument("--work", default="/tmp/bench-vllm")
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/bench-vllm-out"))
     ap.add_argument("--budget-s", type=float, default=540)
@@ -391,7 +405,9 @@ def main() -> None:
     jobs = [["--parity-worker"] if s == "parity" else ["--worker", s] for s in names]
     base = [sys.executable, __file__, "--ref", args.ref, "--work", args.work,
             "--gen-prompts", str(args.gen_prompts), "--gen-tokens", str(args.gen_tokens),
-            "--eval-tokens", str(args.eval_tokens), "--eval-reps", str(args.eval_reps)]  # fmt: skip
+            "--eval-tokens", str(args.eval_tokens), "--eval-reps", str(args.eval_reps),
+            *(["--exact-only"] if args.exact_only else []),
+            *(["--eager"] if args.eager else [])]  # fmt: skip
     for extra in jobs:
         key = "parity" if extra[0] == "--parity-worker" else f"size-{extra[1]}"
         left = args.budget_s - (time.perf_counter() - started)

@@ -11,6 +11,9 @@
 #          steps, the shipped setting and the lever set in the same run
 #   big (carry .vb/part-01 .carry): check_levers.py at 7B (8 layers) against float32, then 32B
 #          shipped vs length buckets of 16 (pad_to_multiple_of=16) in the same run
+# Then, on a fresh machine (install: part-00 + wheels, part-01, then call3 with
+# SIZES=parity,7B EXTRA="--exact-only --eager"): the parity check on raw log-probabilities
+# and the two exact-measure paths at 7B.
 # Results go to $OUT and to /root/keep (kept on the warm machine between calls).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 WANDB_DISABLED=true
@@ -111,6 +114,6 @@ call3)
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
   python3 -c "from vllm import LLM" || exit 1
   python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" --parity \
-    --sizes "${SIZES:-32B,7B,0.5B,14B}" --budget-s "${BUDGET:-520}" 2>&1 \
+    --sizes "${SIZES:-32B,7B,0.5B,14B}" --budget-s "${BUDGET:-520}" ${EXTRA:-} 2>&1 \
     | grep -v -E "INFO|it/s" | cut -c1-600 ;;
 esac
