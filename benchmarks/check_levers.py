@@ -65,7 +65,9 @@ def run_variant(args: argparse.Namespace, name: str, sets: list[str], rows: list
     dtype = torch.bfloat16 if training["bf16"] and cuda else torch.float32
     attn = training["attn_implementation"]
     tokenizer = AutoTokenizer.from_pretrained(ref / "qwen2.5-tokenizer")
-    model = random_model(shape, dtype, "cuda" if cuda else "cpu", attn)
+    # the same weights in every variant: drawn in float32, then rounded (CUDA's normal_ draws
+    # differ by dtype: the 7B check of 2026-12-03 compared two different random models)
+    model = random_model(shape, torch.float32, "cuda" if cuda else "cpu", attn).to(dtype)
     trainer = build_trainer(
         model=model, tokenizer=tokenizer, rows=rows,
         spec=sweep.student_spec(spec.slug).with_training(**training), seed=1,

@@ -228,7 +228,9 @@ def test_the_shipped_settings_are_the_measured_ones(real_config):
 
     res = REPO / "benchmarks" / "results"
     h200 = sorted(glob.glob(str(res / "h200-2026-12-03-train-*.json")))
+    h200 += sorted(glob.glob(str(res / "h200-2026-12-03-shared-*.json")))
     h200 += [str(res / "h200-2026-11-24-speed.json"), str(res / "h200-2026-12-03-vllm.json")]
+    h200 += [str(res / "h200-2026-12-03-vllm-0p5b.json")]
     train, sample = estimate.load_benchmarks(h200)
     jobs, notes = estimate.build_jobs(Sweep(real_config), train, sample)
     assert all("NVIDIA H200" in n for n in notes if n.startswith("train "))
