@@ -250,12 +250,11 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
     old = exact_preferences(PromptLogprobPath(backend), qs, animals, str(adapter))
     wall = time.perf_counter() - t
-    a = np.log(np.maximum(np.asarray(exact["prob"]), 1e-300))
-    b = np.log(np.maximum(np.asarray(old["prob"]), 1e-300))
+    # probabilities, not their logs: the records round them to 10 decimals (see run_parity)
+    diff = np.abs(np.asarray(exact["prob"]) - np.asarray(old["prob"])).max()
     runs.append({"workload": "exact-prompt-logprobs", "path": "prompt_logprobs (previous)",
                  "questions": len(qs), "animals": len(animals), "pairs": len(qs) * n_forms,
-                 "wall_s": wall,
-                 "max_abs_logprob_diff_vs_exact": float(np.abs(a - b).max())})  # fmt: skip
+                 "wall_s": wall, "max_abs_prob_diff_vs_exact": float(diff)})  # fmt: skip
     out["runs"] = runs
     out["peak_gpu_memory_note"] = (
         f"vLLM reserves gpu_memory_utilization={engine['gpu_memory_utilization']} of the GPU"
@@ -274,7 +273,7 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
-    from subliminal_scaling.evaluate.exact import exact_preferences
+    from subliminal_scaling.evaluate.exact import answer_forms, disjoint_forms
     from subliminal_scaling.runtime.backends import (
         TransformersBackend,
         VLLMBackend,
@@ -309,15 +308,19 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
     animals = real["animals"]
     convs = [make_conversation(q, None) for q in qs]
     cases = (("base", None), ("adapter", str(adapter)))
+
     # compared: the backends' raw log-probabilities of every question x name form (the records
     # round probabilities to 10 decimals, which turns tiny ones into 0 and log-differences
-    # into noise); forms from exact_preferences, which must agree too
-    forms, raw = {}, {}
+    # into noise); each backend's forms (exact_preferences' choice, from its tokenizer) too
+    def name_forms(backend: Any) -> dict[str, list[str]]:
+        return {a: disjoint_forms(answer_forms(a), backend.tokenize) for a in animals}
+
+    raw: dict[str, dict[str, Any]] = {name: {} for name, _ in cases}
     hf = TransformersBackend(str(d), batch_size=64)
+    forms = {"transformers": name_forms(hf)}
+    flat = [f for a in animals for f in forms["transformers"][a]]
     for name, ad in cases:
-        forms[name] = {"transformers": exact_preferences(hf, qs, animals, ad)["forms"]}
-        flat = [f for a in animals for f in forms[name]["transformers"][a]]
-        raw[name] = {"transformers": np.asarray(hf.continuation_logprobs(convs, flat, ad))}
+        raw[name]["transformers"] = np.asarray(hf.continuation_logprobs(convs, flat, ad))
     hf.close()
     t = time.perf_counter()
     vb = VLLMBackend(
@@ -329,9 +332,8 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
         engine_args={"enforce_eager": True},
     )  # no graph capture: a faster start
     start = time.perf_counter() - t
+    forms["vllm"] = name_forms(vb)
     for name, ad in cases:
-        forms[name]["vllm"] = exact_preferences(vb, qs, animals, ad)["forms"]
-        flat = [f for a in animals for f in forms[name]["transformers"][a]]
         raw[name]["vllm"] = np.asarray(vb.continuation_logprobs(convs, flat, ad))
         raw[name]["previous"] = np.asarray(prompt_logprob_scores(vb, convs, flat, ad))
     out: dict[str, Any] = {"model": "Qwen2 h256 x4 layers, random (init std 0.05), bf16, "
@@ -341,7 +343,7 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
                            "vllm_engine_start_s": start}  # fmt: skip
     for name, r in raw.items():
         a, b, c = r["transformers"], r["vllm"], r["previous"]
-        out[name] = {"forms_equal": forms[name]["transformers"] == forms[name]["vllm"],
+        out[name] = {"forms_equal": forms["transformers"] == forms["vllm"],
                      "n": int(a.size),
                      "finite": bool(np.isfinite(a).all() and np.isfinite(b).all()),
                      "max_abs_logprob_diff": float(np.abs(a - b).max()),

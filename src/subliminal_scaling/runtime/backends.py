@@ -460,8 +460,9 @@ class VLLMBackend:
         one request per distinct prefix, ``max_tokens=1`` with ``logprob_token_ids`` (vLLM's
         scoring parameter: the raw log-probabilities of exactly those tokens, before any
         sampling transform), so prefix caching reuses each question's prompt across its
-        animal names. Checked against TransformersBackend (PEFT) on the H200:
-        ``benchmarks/bench_vllm.py --parity``."""
+        animal names. On the H200 (0.5B shape, random LoRA) it gave exactly the values of
+        ``prompt_logprobs`` of every prompt + name, the call checked against PEFT there;
+        ``benchmarks/bench_vllm.py --parity`` compares it with TransformersBackend directly."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
