@@ -6,9 +6,11 @@ Per size (``--sizes``, each in its own process, largest first), through the proj
 ``evaluation.vllm`` of config/config.yaml, LoRA enabled at the recipe's rank):
 
 * engine start (``LLM(...)`` with ``load_format="dummy"``; the first start on a machine also
-  compiles kernels, later ones reuse the cache);
+  compiles kernels, later ones reuse the cache: ``compile_cache_warm`` says which it was, and
+  a size named twice in ``--sizes`` is started cold, then warm);
 * ``numbers``: one teacher chunk (``--gen-prompts`` real prompts, the dolphin system prompt,
-  per-request seeds) at ``--gen-tokens`` new tokens;
+  per-request seeds) at ``--gen-tokens`` new tokens (``--seed-cost``: then without per-request
+  seeds, then seeded again, in the same process);
 * ``eval``: ``--eval-reps`` 50 x 100 evaluations (``sample_answers``, one request per question
   with n=100), each through its own random LoRA adapter of the real shape (a new adapter to
   load, as every student epoch is), at ``--eval-tokens`` new tokens;
@@ -104,6 +106,14 @@ def write_random_adapter(shape_dir: Path, out: Path, lora: dict[str, Any], seed:
     return out
 
 
+def compile_caches() -> set[str]:
+    """vLLM's torch.compile cache folders (``VLLM_CACHE_ROOT``, default ~/.cache/vllm), one per
+    engine configuration (a hash of model, engine and compile settings)."""
+    root = Path(os.environ.get("VLLM_CACHE_ROOT", Path.home() / ".cache" / "vllm"))
+    cache = root / "torch_compile_cache"
+    return {d.name for d in cache.iterdir() if d.is_dir()} if cache.is_dir() else set()
+
+
 def versions() -> dict[str, Any]:
     import importlib.metadata as md
 
@@ -186,6 +196,10 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
                            "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
                                       "load_format": "dummy", "enforce_eager": args.eager},
                            "exact_only": args.exact_only}  # fmt: skip
+    # an engine start that finds its own compile cache (the same engine started before on this
+    # machine) skips torch.compile, as every job of a size after its first one will: warm if
+    # the start added no cache folder of its own
+    before = compile_caches()
     t = time.perf_counter()
     backend = VLLMBackend(
         str(shape), gpu_memory_utilization=engine["gpu_memory_utilization"],
@@ -194,6 +208,10 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {})},
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
+    after = compile_caches()
+    # enforce_eager compiles nothing: no cache to find
+    out["compile_cache_warm"] = None if args.eager else bool(after) and after <= before
+    out["compile_caches_new"] = sorted(after - before)
     runs = []
     slug = f"qwen-2.5-{size.lower()}-instruct"
     spec = EvalSpec.from_config(protocol, real["evaluation"])
@@ -218,6 +236,17 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
             "cut_by_length": sum(g[0].finish_reason == "length" for g in res),
             "distinct_completions": len({g[0].text for g in res}),
         })  # fmt: skip
+        if args.seed_cost:  # the same chunk without per-request seeds, then seeded again
+            for label, per_request in (("numbers-unseeded", False), ("numbers-repeat", True)):
+                params = [backend.sampling_params(gen, 1, s if per_request else None)
+                          for s in seeds]  # fmt: skip
+                t = time.perf_counter()
+                res = backend.llm.chat(convs, sampling_params=params, add_generation_prompt=True,
+                                       use_tqdm=False)  # fmt: skip
+                wall = time.perf_counter() - t
+                runs.append({"workload": label, "completions": len(res),
+                             "max_new_tokens": args.gen_tokens, "wall_s": wall,
+                             "per_request_seeds": per_request})  # fmt: skip
         # one standard eval through a LoRA adapter
         ev = Sampling.from_config(
             {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
@@ -378,6 +407,11 @@ def main() -> None:
     ap.add_argument("--parity", action="store_true")
     ap.add_argument("--exact-only", action="store_true", help="per size: the exact measure only")
     ap.add_argument("--eager", action="store_true", help="enforce_eager (a faster engine start)")
+    ap.add_argument(
+        "--seed-cost",
+        action="store_true",
+        help="also time the teacher chunk without per-request seeds, then again with",
+    )
     ap.add_argument("--work", default="/tmp/bench-vllm")
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/bench-vllm-out"))
     ap.add_argument("--budget-s", type=float, default=540)
@@ -394,7 +428,7 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # skip vLLM's engine teardown, which has aborted processes on the device
-    started, started_wall = time.perf_counter(), time.time()
+    started = time.perf_counter()
     date = dt.date.today().isoformat()
     report: dict[str, Any] = {
         "benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "date": date,
@@ -409,21 +443,23 @@ def main() -> None:
             "--gen-prompts", str(args.gen_prompts), "--gen-tokens", str(args.gen_tokens),
             "--eval-tokens", str(args.eval_tokens), "--eval-reps", str(args.eval_reps),
             *(["--exact-only"] if args.exact_only else []),
-            *(["--eager"] if args.eager else [])]  # fmt: skip
+            *(["--eager"] if args.eager else []),
+            *(["--seed-cost"] if args.seed_cost else [])]  # fmt: skip
     for extra in jobs:
         key = "parity" if extra[0] == "--parity-worker" else f"size-{extra[1]}"
         left = args.budget_s - (time.perf_counter() - started)
         if left < args.min_left_s:
             report["errors"][key] = "skipped: budget"
             continue
+        f = Path(args.work) / f"{key}.json"
+        f.unlink(missing_ok=True)  # a size may run twice (cold, then warm compile cache)
         t = time.perf_counter()
         try:
             p = subprocess.run(base + extra, timeout=left, capture_output=True, text=True)
             rc, tail = p.returncode, p.stderr[-2000:]
         except subprocess.TimeoutExpired:
             rc, tail = "timeout", ""
-        f = Path(args.work) / f"{key}.json"
-        if f.exists() and f.stat().st_mtime >= started_wall:
+        if f.exists():
             res = json.loads(f.read_text())
             res["process_s"] = time.perf_counter() - t
             res["process_rc"] = rc
@@ -438,7 +474,8 @@ def main() -> None:
         (Path(args.out) / f"{slug}-{date}-vllm.json").write_text(json.dumps(report, indent=1))
         print(f"{key}: rc={rc} {time.perf_counter() - t:.0f} s", flush=True)
     for r in report["results"]:
-        line = [f"{r['size']}: start {r['engine_start_s']:.0f} s"]
+        cache = "warm" if r.get("compile_cache_warm") else "cold"
+        line = [f"{r['size']}: start {r['engine_start_s']:.0f} s ({cache} compile cache)"]
         line += [f"{x['workload']} {x['wall_s']:.1f} s" for x in r["runs"]]
         print(" | ".join(line))
     if "parity" in report:

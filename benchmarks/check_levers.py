@@ -151,11 +151,10 @@ def main() -> None:
             elif first["names"] != ref_names:
                 res["grad_compare"] = "parameter names differ from the reference"
             else:
-                v = first["vec"]
-                res["first_grad_rel_err"] = float((v - ref_vec).norm() / ref_vec.norm())
-                res["first_grad_cosine"] = float(
-                    torch.nn.functional.cosine_similarity(v, ref_vec, dim=0)
-                )
+                # float64: a float32 cosine of ~10^7 entries came out at 1.0012 (2026-12-03)
+                v, r = first["vec"].double(), ref_vec.double()
+                res["first_grad_rel_err"] = float((v - r).norm() / r.norm())
+                res["first_grad_cosine"] = float(v @ r / (v.norm() * r.norm()))
             res["first_grad_norm"] = float(first["vec"].norm())
         report["variants"].append(res)
         (out / f"check-levers-{args.size.lower()}.json").write_text(json.dumps(report, indent=1))

@@ -14,6 +14,12 @@
 # Then, on a fresh machine (install: part-00 + wheels, part-01, then call3 with
 # SIZES=parity,7B EXTRA="--exact-only --eager"): the parity check on raw log-probabilities
 # and the two exact-measure paths at 7B.
+# Session of 2026-12-03 (3): small3, check7b, call3 with SIZES=parity,0.5B,0.5B EXTRA=--seed-cost
+# (parity on raw log-probabilities; 0.5B cold then warm compile cache; per-request seed cost),
+# then vllm (warm machine, vLLM installed) with SIZES=7B,7B EXTRA=--exact-only:
+#   small3 (carry .vb/part-00 .carry): 3B x2 shipped vs levers (longer job timeout: the cold
+#          machine's first 3B job timed out at 120 s), then 0.5B x4 and x8 on the lever path
+#   check7b (carry .vb/part-01 .carry): check_levers.py at 7B (8 layers) against float32
 # Results go to $OUT and to /root/keep (kept on the warm machine between calls).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 WANDB_DISABLED=true
@@ -40,7 +46,7 @@ for r in json.load(open(glob.glob(sys.argv[1] + "/*.json")[0]))["results"]:
           "loss", " ".join("%.4f" % x for x in (r.get("losses") or [])), str(r.get("error", ""))[:200])
 PY
 }
-case "${1:?call1|call2|call3|small|big}" in
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm}" in
 call1)
   cp .vb/part-00 /root/vb/
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
@@ -108,6 +114,32 @@ big)  # call 2 of three: 7B against float32 (8 layers), 32B with finer length bu
   for f in "$KEEP"/check7b/*.json; do cp "$f" "$OUT/check7b-$(basename "$f")"; done
   bench "$KEEP/b32b" --sizes 32B --budget-s 330 --min-left-s 60 --job-timeout-s 160 \
     --variant "shipped:" --variant "pad16:pad_to_multiple_of=16" ;;
+small3)  # session of 2026-12-03 (3): call 1 of three
+  cp .vb/part-00 /root/vb/
+  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=20
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  L=(--variant "levers:${SETS[varlen-compile-noliger]}")
+  bench "$KEEP/s3b" --sizes 3B --concurrent 2 --budget-s 300 --min-left-s 60 --job-timeout-s 200 \
+    --variant "shipped:" "${L[@]}"
+  bench "$KEEP/s0p5b4" --sizes 0.5B --concurrent 4 --budget-s 110 --min-left-s 40 --job-timeout-s 100 "${L[@]}"
+  bench "$KEEP/s0p5b8" --sizes 0.5B --concurrent 8 --budget-s 130 --min-left-s 40 --job-timeout-s 120 "${L[@]}" ;;
+check7b)  # call 2 of three: the lever path at the 7B shape (8 layers) against float32
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src
+  PAD="padding_free=false,attn_implementation=sdpa,compile_layers=false,$NOLIGER"
+  timeout 240 python3 benchmarks/check_levers.py --ref .carry/ref --size 7B --layers 8 --steps 6 \
+    --out "$KEEP/check7b" \
+    --variant "fp32-pad:bf16=false,$PAD" \
+    --variant "bf16-pad:$PAD" \
+    --variant "varlen-compile-noliger:${SETS[varlen-compile-noliger]}" 2>&1 \
+    | grep -E "^[a-z0-9-]+: rel_err|Error" | cut -c1-400
+  for f in "$KEEP"/check7b/*.json; do cp "$f" "$OUT/check7b-$(basename "$f")"; done ;;
+vllm)  # a later call on the same warm machine: vLLM is installed already
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" \
+    --sizes "${SIZES:?}" --budget-s "${BUDGET:-500}" ${EXTRA:-} 2>&1 \
+    | grep -v -E "INFO|it/s" | cut -c1-600 ;;
 call3)
   cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
     && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1

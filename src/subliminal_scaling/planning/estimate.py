@@ -8,7 +8,9 @@ measured non-pad tokens per second of the benchmark run whose settings equal the
 that size (micro-batch, checkpointing, speed knobs, allocator) and that ran as many copies per
 GPU as the size's ``students_per_gpu`` (a shared GPU's throughput is split between them).
 Sampling time comes from the sampling benchmark of the configured backend: for vLLM
-(``bench_vllm.py``, dummy weights) the engine start of every GPU job, seconds per completion
+(``bench_vllm.py``, dummy weights) the engine start of every GPU job (with an empty compile
+cache for a size's first job per stage, or the first G on G GPUs; warm for the others, where a
+warm start was measured), seconds per completion
 per new token at the expected completion lengths (``GEN_TOKENS``, ``ANSWER_TOKENS``; the bound
 with every completion at its limit is printed too) and the exact measure; for transformers,
 every batch runs to ``max_new_tokens`` (an upper bound). Unmeasured sizes are linear in
@@ -156,7 +158,8 @@ ANSWER_TOKENS = 16
 class SampleCost:
     """One size's sampling costs on one backend (seconds)."""
 
-    engine_start_s: float  # once per GPU job (vLLM); 0 for transformers
+    engine_start_s: float  # a GPU job's vLLM start with an empty compile cache; 0: transformers
+    engine_restart_s: float  # the same with vLLM's compile cache filled by an earlier job
     gen_s: float  # one generation job's sampling (n_prompts completions)
     eval_s: float  # one evaluation: the sampled answers and the exact measure
     note: str
@@ -250,8 +253,26 @@ def sample_costs(
                 out["eval"] += _interp(exact, params, size)[0]
             else:
                 notes.append("exact measure not measured")
-        starts = _by_size(use, lambda r: r.get("engine_start_s"))
+        # rows whose engine found its own compile cache (bench_vllm's compile_cache_warm)
+        # price later jobs of a size; the others, and rows that did not record it, the first
+        cold = [r for r in use if r.get("compile_cache_warm") is not True]
+        warm = [r for r in use if r.get("compile_cache_warm") is True]
+        starts = _by_size(cold, lambda r: r.get("engine_start_s"))
         out[f"{stage}_start"] = _interp(starts, params, size)[0] if starts else 0.0
+        restarts = _by_size(warm, lambda r: r.get("engine_start_s"))
+        ratios = {k: min(1.0, v / starts[k]) for k, v in restarts.items() if k in starts}
+        if size in restarts:
+            out[f"{stage}_restart"] = min(restarts[size], out[f"{stage}_start"])
+            warm_how = "measured"
+        elif ratios:  # a warm start scales with the size's cold one (weights, graph capture)
+            near = min(ratios, key=lambda k: abs(params[k] - params[size]))
+            out[f"{stage}_restart"] = out[f"{stage}_start"] * ratios[near]
+            warm_how = f"{size}'s cold start x {ratios[near]:.2f} (warm / cold at {near})"
+        else:
+            out[f"{stage}_restart"] = out[f"{stage}_start"]
+            warm_how = "not measured: every job starts cold"
+        if stage == "eval":
+            notes.append(f"warm engine start {warm_how}")
         fallback = "" if mine else f", no {want} benchmark: {backend} rows stand in"
         bound = " (every completion to the limit: an upper bound)" if backend != "vllm" else (
             f" ({tokens} new tokens per completion assumed; limit {limit})")  # fmt: skip
@@ -260,6 +281,7 @@ def sample_costs(
         notes.append("engine starts differ by stage")
     return SampleCost(
         engine_start_s=max(out["gen_start"], out["eval_start"]),
+        engine_restart_s=max(out["gen_restart"], out["eval_restart"]),
         gen_s=out["gen"],
         eval_s=out["eval"],
         note="; ".join(notes),
@@ -272,9 +294,15 @@ def build_jobs(
     sample: list[dict],
     gen_tokens: int | None = None,
     answer_tokens: int | None = None,
+    cold_starts: int = 1,
 ) -> tuple[list[Job], list[str]]:
     """Every GPU job of the sweep with its estimated seconds, and the provenance notes.
-    ``gen_tokens`` / ``answer_tokens``: expected completion lengths for vLLM rows."""
+    ``gen_tokens`` / ``answer_tokens``: expected completion lengths for vLLM rows.
+
+    ``cold_starts``: jobs per size and stage (generation, evaluation) whose vLLM engine starts
+    with an empty compile cache (the first on a host, or as many as start side by side before
+    one has filled it: the GPUs of a host); later ones start warm, where that was measured.
+    Generation and evaluation engines differ (LoRA), so each stage fills its own cache."""
     cfg = sweep.config
     params = {benchmark_size(m.id): m.params for m in sweep.models}
     notes: list[str] = []
@@ -292,11 +320,18 @@ def build_jobs(
         # one student's wall time: the GPU's throughput is split between the `share` copies
         student_s = tr["n_rows"] * tr["epochs"] * rate.tokens_per_row * share / rate.tokens_per_s
         cost = sample_costs(sample, params, size, cfg, gen_tokens, answer_tokens)
-        start = cost.engine_start_s
-        gen_s, ev_s = start + cost.gen_s, cost.eval_s
-        notes.append(f"sample {size}: {cost.note}; engine start {start:.0f} s per job")
-        for c in sweep.conditions:
+        start, restart = cost.engine_start_s, cost.engine_restart_s
+        ev_s = cost.eval_s
+        # engine start of the k-th job (0-based) of a stage of this size
+        starts = [start if k < cold_starts else restart for k in range(len(sweep.conditions) + 1)]
+
+        notes.append(
+            f"sample {size}: {cost.note}; engine start {start:.0f} s for the first "
+            f"{cold_starts} job(s) per stage, {restart:.0f} s for the others"
+        )
+        for k, c in enumerate(sweep.conditions):
             g = f"gen/{m.slug}/{c}"
+            gen_s = starts[k] + cost.gen_s
             jobs.append(
                 _job("generation", m.slug, c, gen_s, sweep.generation_priority(m.slug), name=g)
             )
@@ -306,8 +341,10 @@ def build_jobs(
             n_evals = len(sweep.seeds) * tr["epochs"]
             ev_prio = sweep.eval_priority(m.slug)
             name = f"eval/{m.slug}/{c}"
+            # the control's evaluation (below) runs first: it needs no students
+            ev_start = starts[k + 1]
             jobs.append(
-                _job("evaluation", m.slug, c, start + ev_s * n_evals, ev_prio, students, name)
+                _job("evaluation", m.slug, c, ev_start + ev_s * n_evals, ev_prio, students, name)
             )
         name = f"eval/{m.slug}/control"
         jobs.append(
@@ -343,9 +380,12 @@ def render(
     notes: list[str],
     gpus: list[int],
     bound_jobs: list[Job] | None = None,
+    jobs_on: dict[int, list[Job]] | None = None,
 ) -> str:
     """The table, wall clocks and sources; ``bound_jobs``: the same sweep with every sampled
-    completion at its configured limit (printed as a bound beside the total)."""
+    completion at its configured limit (printed as a bound beside the total); ``jobs_on``: the
+    jobs for G GPUs where they differ from ``jobs`` (more engines start before a compile cache
+    exists), for G's wall clock and GPU-hours."""
     table = summarize(jobs)
     lines = [
         "| size | generation h | training h | evaluation h | total GPU-h |",
@@ -376,7 +416,12 @@ def render(
             f"{cfg['evaluation']['sampling']['max_new_tokens']} new tokens): {bound:.1f} GPU-h"
         )
     for g in gpus:
-        lines.append(f"wall-clock on {g} GPU(s): {wall_clock(jobs, g) / 3600:.1f} h")
+        on = (jobs_on or {}).get(g, jobs)
+        line = f"wall-clock on {g} GPU(s): {wall_clock(on, g) / 3600:.1f} h"
+        if on is not jobs:
+            hours = sum(sum(r.values()) for r in summarize(on).values())
+            line += f" ({hours:.1f} GPU-h: {g} engines per size and stage start uncompiled)"
+        lines.append(line)
     lines += ["", "sources:"] + [f"- {n}" for n in notes]
     return "\n".join(lines)
 
@@ -418,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             train, sample = load_benchmarks(args.bench)
             jobs, notes = build_jobs(sweep, train, sample, args.gen_tokens, args.answer_tokens)
+            # on G GPUs of one host, G jobs of a stage can start before any compile cache exists
+            jobs_on = {
+                g: build_jobs(sweep, train, sample, args.gen_tokens, args.answer_tokens, g)[0]
+                for g in args.gpus
+                if g > 1
+            }
             bound = None
             if any(r.get("_backend") == "vllm" for r in sample):
                 limits = (
@@ -425,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                     config["evaluation"]["sampling"]["max_new_tokens"],
                 )
                 bound, _ = build_jobs(sweep, train, sample, *limits)
-            print(render(sweep, jobs, notes, args.gpus, bound), end="\n\n")
+            print(render(sweep, jobs, notes, args.gpus, bound, jobs_on), end="\n\n")
         for g in sorted(set(args.gpus)):
             print(f"disk, {g} student(s) training at once:")
             print(render_plan(disk_plan(config, concurrent_students=g)), end="\n\n")
