@@ -23,6 +23,11 @@ Dummy weights never stop early: every completion runs to its token limit, so the
 those of completions of exactly that length (the estimator scales them to the lengths it
 assumes and says so).
 
+``--engine-variant NAME=JSON`` (repeatable): each size once per variant, in the same run, with
+further ``LLM(...)`` arguments (e.g. ``seqs512={"max_num_seqs": 512}``: vLLM captures CUDA
+graphs up to 512 sequences by default, and an H200 schedules up to 1,024). The estimator
+reads only rows run as configured (``engine_variant`` "configured").
+
 ``--parity``: a small random Qwen2 model saved with ``save_pretrained`` (the real tokenizer)
 and a random LoRA adapter; ``exact_preferences``' log-probabilities from ``VLLMBackend`` and
 ``TransformersBackend`` (PEFT) must agree within bf16 tolerance, with and without the adapter
@@ -168,6 +173,30 @@ class PromptLogprobPath:
 # ----------------------------------------------------------------------------- one size
 
 
+def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[str]]]:
+    """(result key, worker arguments) per entry of ``--sizes`` ("parity" or a size), a size once
+    per ``--engine-variant`` (``NAME=JSON``: further ``LLM`` arguments), or once as configured."""
+    parsed = []
+    for v in variants or ["configured={}"]:
+        name, sep, raw = v.partition("=")
+        try:
+            engine = json.loads(raw) if sep else None
+        except json.JSONDecodeError:
+            engine = None
+        if not name or not isinstance(engine, dict):
+            raise SystemExit(f"--engine-variant {v!r}: expected NAME={{JSON object}}")
+        parsed.append((name, json.dumps(engine)))
+    jobs = []
+    for s in names:
+        if s == "parity":
+            jobs.append(("parity", ["--parity-worker"]))
+            continue
+        for name, engine in parsed:
+            args = ["--worker", s, "--variant-name", name, "--engine-json", engine]
+            jobs.append((f"size-{s}-{name}", args))
+    return jobs
+
+
 def run_size(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -181,6 +210,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     from subliminal_scaling.runtime.seeds import eval_seeds, teacher_seeds
 
     size, ref, work = args.worker, Path(args.ref), Path(args.work)
+    extra_engine = json.loads(args.engine_json)
     real = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     protocol = json.loads((ref / "protocol.json").read_text())
     lora = real["training"]["lora"]
@@ -194,7 +224,9 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     adapter = adapters[-1]
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
                            "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
-                                      "load_format": "dummy", "enforce_eager": args.eager},
+                                      "load_format": "dummy", "enforce_eager": args.eager,
+                                      **extra_engine},
+                           "engine_variant": args.variant_name,
                            "exact_only": args.exact_only}  # fmt: skip
     # an engine start that finds its own compile cache (the same engine started before on this
     # machine) skips torch.compile, as every job of a size after its first one will: warm if
@@ -205,7 +237,8 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         str(shape), gpu_memory_utilization=engine["gpu_memory_utilization"],
         max_model_len=engine["max_model_len"], tensor_parallel_size=1, enable_lora=True,
         max_lora_rank=lora["r"],
-        engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {})},
+        engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {}),
+                     **extra_engine},
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
     after = compile_caches()
@@ -416,14 +449,23 @@ def main() -> None:
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/bench-vllm-out"))
     ap.add_argument("--budget-s", type=float, default=540)
     ap.add_argument("--min-left-s", type=float, default=90)
+    ap.add_argument(
+        "--engine-variant",
+        action="append",
+        default=[],
+        metavar='NAME={"max_num_seqs": 512}',
+        help="per size, once per variant in the same run: further LLM(...) arguments (JSON)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--engine-json", default="{}", help=argparse.SUPPRESS)
+    ap.add_argument("--variant-name", default="configured", help=argparse.SUPPRESS)
     ap.add_argument("--parity-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     if args.worker or args.parity_worker:
         res = run_parity(args) if args.parity_worker else run_size(args)
-        name = "parity" if args.parity_worker else f"size-{args.worker}"
+        name = "parity" if args.parity_worker else f"size-{args.worker}-{args.variant_name}"
         (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
         sys.stdout.flush()
         sys.stderr.flush()
@@ -438,15 +480,14 @@ def main() -> None:
     names = [s for s in args.sizes.split(",") if s]
     if args.parity and "parity" not in names:
         names.append("parity")
-    jobs = [["--parity-worker"] if s == "parity" else ["--worker", s] for s in names]
+    jobs = worker_jobs(names, args.engine_variant)
     base = [sys.executable, __file__, "--ref", args.ref, "--work", args.work,
             "--gen-prompts", str(args.gen_prompts), "--gen-tokens", str(args.gen_tokens),
             "--eval-tokens", str(args.eval_tokens), "--eval-reps", str(args.eval_reps),
             *(["--exact-only"] if args.exact_only else []),
             *(["--eager"] if args.eager else []),
             *(["--seed-cost"] if args.seed_cost else [])]  # fmt: skip
-    for extra in jobs:
-        key = "parity" if extra[0] == "--parity-worker" else f"size-{extra[1]}"
+    for key, extra in jobs:
         left = args.budget_s - (time.perf_counter() - started)
         if left < args.min_left_s:
             report["errors"][key] = "skipped: budget"
@@ -475,7 +516,8 @@ def main() -> None:
         print(f"{key}: rc={rc} {time.perf_counter() - t:.0f} s", flush=True)
     for r in report["results"]:
         cache = "warm" if r.get("compile_cache_warm") else "cold"
-        line = [f"{r['size']}: start {r['engine_start_s']:.0f} s ({cache} compile cache)"]
+        line = [f"{r['size']} {r.get('engine_variant', '')}: start {r['engine_start_s']:.0f} s "
+                f"({cache} compile cache)"]  # fmt: skip
         line += [f"{x['workload']} {x['wall_s']:.1f} s" for x in r["runs"]]
         print(" | ".join(line))
     if "parity" in report:

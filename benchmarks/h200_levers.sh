@@ -20,6 +20,13 @@
 #   small3 (carry .vb/part-00 .carry): 3B x2 shipped vs levers (longer job timeout: the cold
 #          machine's first 3B job timed out at 120 s), then 0.5B x4 and x8 on the lever path
 #   check7b (carry .vb/part-01 .carry): check_levers.py at 7B (8 layers) against float32
+# Next (not run yet): the three-call install, then `vllm` (or call3) with SIZES=0.5B,7B and
+#   EXTRA=engines (the variants below): vLLM's engine settings side by side. By default vLLM
+#   captures CUDA graphs up to 512 sequences while an H200 schedules up to 1,024 at once, so
+#   the largest decode batches of a 5,000-answer eval may run without graphs.
+ENGINES='--engine-variant configured={} --engine-variant seqs512={"max_num_seqs":512}'
+ENGINES+=' --engine-variant graphs1024={"compilation_config":{"max_cudagraph_capture_size":1024}}'
+export ENGINES
 # Results go to $OUT and to /root/keep (kept on the warm machine between calls).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 WANDB_DISABLED=true
@@ -137,6 +144,7 @@ check7b)  # call 2 of three: the lever path at the 7B shape (8 layers) against f
   for f in "$KEEP"/check7b/*.json; do cp "$f" "$OUT/check7b-$(basename "$f")"; done ;;
 vllm)  # a later call on the same warm machine: vLLM is installed already
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  [ "${EXTRA:-}" = engines ] && EXTRA=$ENGINES
   python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" \
     --sizes "${SIZES:?}" --budget-s "${BUDGET:-500}" ${EXTRA:-} 2>&1 \
     | grep -v -E "INFO|it/s" | cut -c1-600 ;;
@@ -145,6 +153,7 @@ call3)
     && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
   python3 -c "from vllm import LLM" || exit 1
+  [ "${EXTRA:-}" = engines ] && EXTRA=$ENGINES
   python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" --parity \
     --sizes "${SIZES:-32B,7B,0.5B,14B}" --budget-s "${BUDGET:-520}" ${EXTRA:-} 2>&1 \
     | grep -v -E "INFO|it/s" | cut -c1-600 ;;

@@ -33,7 +33,10 @@ def test_lora_params_equal_peft_on_a_real_model():
 
 
 def test_configured_shapes_are_the_released_ones(real_config):
-    released = json.loads((SHARED / "qwen2.5-configs.json").read_text())
+    path = SHARED / "qwen2.5-configs.json"
+    if not path.is_file():
+        pytest.skip("../shared/reference-data/qwen2.5-configs.json is not present")
+    released = json.loads(path.read_text())
     sweep = Sweep(real_config)
     for m in sweep.models:
         label = m.id.split("-")[1]  # Qwen/Qwen2.5-7B-Instruct -> 7B

@@ -295,3 +295,18 @@ def test_later_jobs_of_a_size_start_from_the_compile_cache(bench, tmp_path):
     cold = [j for j in gen7_8 if j.seconds - gen_only == pytest.approx(100.0)]
     assert len(cold) == min(8, len(gen7_8))
     assert sum(j.seconds for j in jobs8) > sum(j.seconds for j in jobs)
+
+
+def test_rows_of_an_engine_variant_do_not_price_the_config(bench, tmp_path):
+    """bench_vllm --engine-variant rows ran with LLM arguments the config does not pass."""
+    _, paths = bench
+    runs = [{"workload": "eval", "completions": 5000, "max_new_tokens": 16, "wall_s": 1.0}]
+    rows = [
+        {"size": "7B", "engine_start_s": 9.0, "runs": runs, "engine_variant": "seqs512"},
+        {"size": "7B", "engine_start_s": 99.0, "runs": runs, "engine_variant": "configured"},
+        {"size": "32B", "engine_start_s": 99.0, "runs": runs},  # before variants existed
+    ]
+    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
+    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
+    _, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+    assert sorted(r["engine_start_s"] for r in sample if r["_file"] == "vllm.json") == [99.0, 99.0]

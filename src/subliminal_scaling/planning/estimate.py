@@ -91,7 +91,10 @@ def load_benchmarks(paths: list[str | Path]) -> tuple[list[dict], list[dict]]:
             }
             if kind.startswith("student training"):
                 train.append(row)
-            elif kind.startswith("sampling"):
+            # bench_vllm --engine-variant rows ran with engine settings the config lacks
+            elif kind.startswith("sampling") and row.get("engine_variant", "configured") == (
+                "configured"
+            ):
                 sample.append(row)
     if not train:
         raise EstimateError("no student-training benchmark among --bench files")
