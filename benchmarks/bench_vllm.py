@@ -26,7 +26,8 @@ assumes and says so).
 ``--engine-variant NAME=JSON`` (repeatable): each size once per variant, in the same run, with
 further ``LLM(...)`` arguments (e.g. ``seqs512={"max_num_seqs": 512}``: vLLM captures CUDA
 graphs up to 512 sequences by default, and an H200 schedules up to 1,024). The estimator
-reads only rows run as configured (``engine_variant`` "configured").
+prices a config with the rows whose recorded engine settings are the config's
+(``generation.vllm`` / ``evaluation.vllm``: ``max_num_seqs``, ``max_cudagraph_capture_size``).
 
 ``--parity``: a small random Qwen2 model saved with ``save_pretrained`` (the real tokenizer)
 and a random LoRA adapter; ``exact_preferences``' log-probabilities from ``VLLMBackend`` and
@@ -206,7 +207,12 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     from subliminal_scaling.evaluate.exact import exact_preferences
     from subliminal_scaling.generate.prompts import sample_prompts
     from subliminal_scaling.protocol.access import teacher_system_prompt
-    from subliminal_scaling.runtime.backends import Sampling, VLLMBackend, make_conversation
+    from subliminal_scaling.runtime.backends import (
+        Sampling,
+        VLLMBackend,
+        make_conversation,
+        vllm_engine_args,
+    )
     from subliminal_scaling.runtime.seeds import eval_seeds, teacher_seeds
 
     size, ref, work = args.worker, Path(args.ref), Path(args.work)
@@ -238,7 +244,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         max_model_len=engine["max_model_len"], tensor_parallel_size=1, enable_lora=True,
         max_lora_rank=lora["r"],
         engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {}),
-                     **extra_engine},
+                     **vllm_engine_args(engine), **extra_engine},
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
     after = compile_caches()

@@ -80,6 +80,12 @@ BAD = [
     ("missing key", ("training", "epochs"), _DELETE, "config.training.epochs"),
     ("missing section", ("hub",), _DELETE, "config.hub"),
     ("unknown backend", ("generation", "backend"), "sglang", "config.generation.backend"),
+    (
+        "zero vLLM sequences",
+        ("evaluation", "vllm", "max_num_seqs"),
+        0,
+        "config.evaluation.vllm.max_num_seqs",
+    ),
     ("missing model id", ("models", 0, "id"), _DELETE, "config.models[0].id"),
     ("typo'd key", ("training", "epohcs"), 3, "config.training"),
     (

@@ -297,16 +297,42 @@ def test_later_jobs_of_a_size_start_from_the_compile_cache(bench, tmp_path):
     assert sum(j.seconds for j in jobs8) > sum(j.seconds for j in jobs)
 
 
-def test_rows_of_an_engine_variant_do_not_price_the_config(bench, tmp_path):
-    """bench_vllm --engine-variant rows ran with LLM arguments the config does not pass."""
-    _, paths = bench
-    runs = [{"workload": "eval", "completions": 5000, "max_new_tokens": 16, "wall_s": 1.0}]
+def test_vllm_rows_price_only_the_engine_settings_they_ran(bench, tmp_path):
+    """A row of bench_vllm --engine-variant (here max_num_seqs 512) prices a config that sets
+    it, and no other; rows without the knobs ran vLLM's defaults (null in the config)."""
+    sweep, paths = bench
+
+    def row(size, eval_s, engine):
+        runs = [
+            {"workload": w, "completions": 5000, "max_new_tokens": n, "wall_s": eval_s}
+            for w, n in (("numbers", 48), ("eval", 16))
+        ]
+        return {"size": size, "engine_start_s": 100.0, "runs": runs, "engine": engine}
+
     rows = [
-        {"size": "7B", "engine_start_s": 9.0, "runs": runs, "engine_variant": "seqs512"},
-        {"size": "7B", "engine_start_s": 99.0, "runs": runs, "engine_variant": "configured"},
-        {"size": "32B", "engine_start_s": 99.0, "runs": runs},  # before variants existed
+        row("7B", 8.0, {"gpu_memory_utilization": 0.9, "max_num_seqs": 512}),
+        row("7B", 20.0, {"gpu_memory_utilization": 0.9, "max_num_seqs": None}),
+        row("32B", 40.0, {"gpu_memory_utilization": 0.9}),  # before the knobs were recorded
+        row("32B", 16.0, {"max_num_seqs": 512}),
     ]
     vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
     (tmp_path / "vllm.json").write_text(json.dumps(vllm))
-    _, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
-    assert sorted(r["engine_start_s"] for r in sample if r["_file"] == "vllm.json") == [99.0, 99.0]
+    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+
+    def control_eval(jobs, slug):
+        return next(
+            j.seconds for j in jobs
+            if j.rule == "evaluation" and j.wildcards == {"model": slug, "condition": "control"}
+        )  # fmt: skip
+
+    jobs, _ = estimate.build_jobs(sweep, train, sample)
+    assert control_eval(jobs, "qwen-2.5-7b-instruct") == pytest.approx(100.0 + 20.0)
+    assert control_eval(jobs, "qwen-2.5-32b-instruct") == pytest.approx(100.0 + 40.0)
+    for stage in ("generation", "evaluation"):
+        sweep.config[stage]["vllm"]["max_num_seqs"] = 512
+    jobs, _ = estimate.build_jobs(sweep, train, sample)
+    assert control_eval(jobs, "qwen-2.5-7b-instruct") == pytest.approx(100.0 + 8.0)
+    assert control_eval(jobs, "qwen-2.5-32b-instruct") == pytest.approx(100.0 + 16.0)
+    # the recorded compilation_config counts as max_cudagraph_capture_size
+    knobs = estimate.engine_knobs({"compilation_config": {"max_cudagraph_capture_size": 1024}})
+    assert knobs == {"max_num_seqs": None, "max_cudagraph_capture_size": 1024}

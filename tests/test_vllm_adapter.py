@@ -101,6 +101,21 @@ def test_engine_and_sampling_params_are_explicit(fake_vllm):
     assert fake_vllm["chat"][0][0] == [[{"role": "user", "content": "q"}]]
 
 
+def test_engine_knobs_reach_the_engine_only_when_set(fake_vllm):
+    """generation.vllm / evaluation.vllm max_num_seqs and max_cudagraph_capture_size become
+    LLM arguments; null leaves vLLM's defaults (no argument at all)."""
+    base = {"gpu_memory_utilization": 0.9, "max_model_len": 1024, "tensor_parallel_size": 1}
+    make_backend("vllm", "m", None, 1, {**base, "max_num_seqs": None,
+                                        "max_cudagraph_capture_size": None})  # fmt: skip
+    assert "max_num_seqs" not in fake_vllm["llm"] and "compilation_config" not in fake_vllm["llm"]
+    make_backend("vllm", "m", None, 1, base)  # keys absent: the same
+    assert "max_num_seqs" not in fake_vllm["llm"]
+    make_backend("vllm", "m", None, 1, {**base, "max_num_seqs": 512,
+                                        "max_cudagraph_capture_size": 1024})  # fmt: skip
+    assert fake_vllm["llm"]["max_num_seqs"] == 512
+    assert fake_vllm["llm"]["compilation_config"] == {"max_cudagraph_capture_size": 1024}
+
+
 def test_each_adapter_is_a_stable_lora_request(fake_vllm):
     backend = VLLMBackend("m", enable_lora=True)
     s = Sampling(temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0, max_new_tokens=8)

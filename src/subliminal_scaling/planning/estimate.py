@@ -33,6 +33,7 @@ from subliminal_scaling.planning.disk import disk_plan, render_plan
 from subliminal_scaling.planning.measured import measured_table, read_run_benchmarks
 from subliminal_scaling.planning.replay import Job, ReplayError
 from subliminal_scaling.planning.replay import wall_clock as replay_wall_clock
+from subliminal_scaling.runtime.backends import ENGINE_KNOBS
 from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
 from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
 
@@ -91,10 +92,7 @@ def load_benchmarks(paths: list[str | Path]) -> tuple[list[dict], list[dict]]:
             }
             if kind.startswith("student training"):
                 train.append(row)
-            # bench_vllm --engine-variant rows ran with engine settings the config lacks
-            elif kind.startswith("sampling") and row.get("engine_variant", "configured") == (
-                "configured"
-            ):
+            elif kind.startswith("sampling"):
                 sample.append(row)
     if not train:
         raise EstimateError("no student-training benchmark among --bench files")
@@ -214,6 +212,16 @@ def _exact_wall(row: dict[str, Any]) -> float | None:
     return next((x["wall_s"] for x in row.get("runs", []) if x.get("workload") == "exact"), None)
 
 
+def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
+    """The vLLM engine settings (``backends.ENGINE_KNOBS``) of a config's ``vllm`` section or of
+    a benchmark row's recorded ``engine``; None where vLLM's default applies."""
+    compiled = engine.get("compilation_config") or {}
+    out = {k: engine.get(k) for k in ENGINE_KNOBS}
+    if "max_cudagraph_capture_size" in compiled:
+        out["max_cudagraph_capture_size"] = compiled["max_cudagraph_capture_size"]
+    return out
+
+
 def sample_costs(
     rows: list[dict],
     params: dict[str, int],
@@ -233,8 +241,15 @@ def sample_costs(
     out: dict[str, float] = {}
     for stage, section in (("gen", gen), ("eval", ev)):
         want = section["backend"]
-        mine = [r for r in rows if r.get("_backend", "transformers") == want]
-        use = mine or rows
+        knobs = engine_knobs(section.get("vllm") or {})
+        # vLLM rows price the config only if they ran its engine settings
+        mine = [
+            r
+            for r in rows
+            if r.get("_backend", "transformers") == want
+            and (want != "vllm" or engine_knobs(r.get("engine") or {}) == knobs)
+        ]
+        use = mine or [r for r in rows if r.get("_backend", "transformers") != want]
         backend = use[0].get("_backend", "transformers") if use else want
         limit = section["sampling"]["max_new_tokens"]
         if backend == "vllm":
@@ -276,7 +291,9 @@ def sample_costs(
             warm_how = "not measured: every job starts cold"
         if stage == "eval":
             notes.append(f"warm engine start {warm_how}")
-        fallback = "" if mine else f", no {want} benchmark: {backend} rows stand in"
+        fallback = (
+            "" if mine else f", no {want} benchmark of these settings: {backend} rows stand in"
+        )
         bound = " (every completion to the limit: an upper bound)" if backend != "vllm" else (
             f" ({tokens} new tokens per completion assumed; limit {limit})")  # fmt: skip
         notes.append(f"{workload} {how} from {backend}{bound}{fallback}")

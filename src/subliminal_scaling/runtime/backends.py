@@ -374,8 +374,9 @@ class VLLMBackend:
         seed: int = 0,
         engine_args: dict[str, Any] | None = None,
     ) -> None:
-        """``engine_args``: further ``LLM`` arguments, for benchmarks and device checks only
-        (e.g. ``load_format="dummy"``, ``dtype``); the workflow passes none."""
+        """``engine_args``: further ``LLM`` arguments: the config's engine knobs
+        (``vllm_engine_args``), and in benchmarks and device checks e.g.
+        ``load_format="dummy"``."""
         from vllm import LLM
 
         self.llm = LLM(
@@ -508,6 +509,24 @@ def _generation_config(model_source: str, revision: str | None) -> dict[str, Any
         return {}
 
 
+#: ``generation.vllm`` / ``evaluation.vllm`` keys beyond the three every engine gets; null (the
+#: default) leaves vLLM's own choice. vLLM 0.26 schedules up to 1,024 sequences at once on an
+#: H200 (``max_num_seqs``) and captures CUDA graphs for decode batches of up to 512
+#: (``max_cudagraph_capture_size``); benchmarks/bench_vllm.py --engine-variant compares them.
+ENGINE_KNOBS = ("max_num_seqs", "max_cudagraph_capture_size")
+
+
+def vllm_engine_args(vllm_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The further ``LLM(...)`` arguments a ``vllm`` config section asks for (none if unset)."""
+    out: dict[str, Any] = {}
+    if vllm_cfg.get("max_num_seqs") is not None:
+        out["max_num_seqs"] = int(vllm_cfg["max_num_seqs"])
+    if vllm_cfg.get("max_cudagraph_capture_size") is not None:
+        size = int(vllm_cfg["max_cudagraph_capture_size"])
+        out["compilation_config"] = {"max_cudagraph_capture_size": size}
+    return out
+
+
 def make_backend(
     name: str,
     model_source: str,
@@ -538,5 +557,6 @@ def make_backend(
             enable_lora=enable_lora,
             max_lora_rank=max_lora_rank,
             seed=seed,
+            engine_args=vllm_engine_args(vllm_cfg),
         )
     raise ValueError(f"unknown backend {name!r} (expected 'vllm' or 'transformers')")
