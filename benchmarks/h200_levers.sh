@@ -53,6 +53,21 @@ for r in json.load(open(glob.glob(sys.argv[1] + "/*.json")[0]))["results"]:
           "loss", " ".join("%.4f" % x for x in (r.get("losses") or [])), str(r.get("error", ""))[:200])
 PY
 }
+check_7b() {  # check_7b <timeout s>: the lever path at the 7B shape (8 layers) against float32
+  local PAD="padding_free=false,attn_implementation=sdpa,compile_layers=false,$NOLIGER"
+  timeout "$1" python3 benchmarks/check_levers.py --ref .carry/ref --size 7B --layers 8 --steps 6 \
+    --out "$KEEP/check7b" \
+    --variant "fp32-pad:bf16=false,$PAD" \
+    --variant "bf16-pad:$PAD" \
+    --variant "varlen-compile-noliger:${SETS[varlen-compile-noliger]}" 2>&1 \
+    | grep -E "^[a-z0-9-]+: rel_err|Error" | cut -c1-400
+  for f in "$KEEP"/check7b/*.json; do cp "$f" "$OUT/check7b-$(basename "$f")"; done
+}
+bench_vllm() {  # bench_vllm <args...>: bench_vllm.py with EXTRA (EXTRA=engines: $ENGINES)
+  [ "${EXTRA:-}" = engines ] && EXTRA=$ENGINES
+  python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" "$@" ${EXTRA:-} 2>&1 \
+    | grep -v -E "INFO|it/s" | cut -c1-600
+}
 case "${1:?call1|call2|call3|small|big|small3|check7b|vllm}" in
 call1)
   cp .vb/part-00 /root/vb/
@@ -111,14 +126,7 @@ small)  # session of 2026-12-03 (2): call 1 of three; small sizes, copies synchr
 big)  # call 2 of three: 7B against float32 (8 layers), 32B with finer length buckets
   cp .vb/part-01 /root/vb/
   export PYTHONPATH=/root/wsite:$PWD/src
-  PAD="padding_free=false,attn_implementation=sdpa,compile_layers=false,$NOLIGER"  # 7B compiles
-  timeout 170 python3 benchmarks/check_levers.py --ref .carry/ref --size 7B --layers 8 --steps 6 \
-    --out "$KEEP/check7b" \
-    --variant "fp32-pad:bf16=false,$PAD" \
-    --variant "bf16-pad:$PAD" \
-    --variant "varlen-compile-noliger:${SETS[varlen-compile-noliger]}" 2>&1 \
-    | grep -E "^[a-z0-9-]+: rel_err|Error" | cut -c1-400
-  for f in "$KEEP"/check7b/*.json; do cp "$f" "$OUT/check7b-$(basename "$f")"; done
+  check_7b 170
   bench "$KEEP/b32b" --sizes 32B --budget-s 330 --min-left-s 60 --job-timeout-s 160 \
     --variant "shipped:" --variant "pad16:pad_to_multiple_of=16" ;;
 small3)  # session of 2026-12-03 (3): call 1 of three
@@ -134,27 +142,14 @@ small3)  # session of 2026-12-03 (3): call 1 of three
 check7b)  # call 2 of three: the lever path at the 7B shape (8 layers) against float32
   cp .vb/part-01 /root/vb/
   export PYTHONPATH=/root/wsite:$PWD/src
-  PAD="padding_free=false,attn_implementation=sdpa,compile_layers=false,$NOLIGER"
-  timeout 240 python3 benchmarks/check_levers.py --ref .carry/ref --size 7B --layers 8 --steps 6 \
-    --out "$KEEP/check7b" \
-    --variant "fp32-pad:bf16=false,$PAD" \
-    --variant "bf16-pad:$PAD" \
-    --variant "varlen-compile-noliger:${SETS[varlen-compile-noliger]}" 2>&1 \
-    | grep -E "^[a-z0-9-]+: rel_err|Error" | cut -c1-400
-  for f in "$KEEP"/check7b/*.json; do cp "$f" "$OUT/check7b-$(basename "$f")"; done ;;
+  check_7b 240 ;;
 vllm)  # a later call on the same warm machine: vLLM is installed already
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
-  [ "${EXTRA:-}" = engines ] && EXTRA=$ENGINES
-  python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" \
-    --sizes "${SIZES:?}" --budget-s "${BUDGET:-500}" ${EXTRA:-} 2>&1 \
-    | grep -v -E "INFO|it/s" | cut -c1-600 ;;
+  bench_vllm --sizes "${SIZES:?}" --budget-s "${BUDGET:-500}" ;;
 call3)
   cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
     && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
   python3 -c "from vllm import LLM" || exit 1
-  [ "${EXTRA:-}" = engines ] && EXTRA=$ENGINES
-  python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" --parity \
-    --sizes "${SIZES:-32B,7B,0.5B,14B}" --budget-s "${BUDGET:-520}" ${EXTRA:-} 2>&1 \
-    | grep -v -E "INFO|it/s" | cut -c1-600 ;;
+  bench_vllm --parity --sizes "${SIZES:-32B,7B,0.5B,14B}" --budget-s "${BUDGET:-520}" ;;
 esac
