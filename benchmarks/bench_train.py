@@ -151,6 +151,79 @@ def _param_counts(model: Any) -> dict[str, int]:
     return {"total": total, "non_embedding": total - embedding}
 
 
+#: kernel kinds by name (first match wins): cuBLAS's Hopper GEMMs are ``nvjet_*``
+KERNEL_KINDS = (
+    ("attention", ("flash", "fmha", "attention", "varlen")),
+    ("gemm", ("nvjet", "gemm", "xmma", "cutlass", "cublas", "sm90_")),
+    ("compiled (triton)", ("triton_",)),
+    ("optimizer", ("multi_tensor", "foreach", "adam")),
+    ("copy / cast", ("copy", "memcpy", "cast")),
+    ("memset", ("memset", "fill")),
+    ("elementwise (aten)", ("elementwise", "vectorized", "unrolled")),
+    ("reduction", ("reduce", "norm", "softmax", "sum")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)), "other")
+
+
+def busy_time(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of ``(start, end)`` intervals (kernels on several streams overlap:
+    their summed durations would count the same moment twice)."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def profile_summary(prof: Any, wall_s: float, lora_rank: int) -> dict[str, Any]:
+    """One profiled step: GPU kernels only (not the aten ops that launch them, whose device time
+    is those kernels' again), their busy time against the step's wall clock, time by kernel
+    kind, the top kernels, and the matrix products whose inputs have the LoRA rank as a
+    dimension (the adapter's small products) against the others."""
+    from torch.autograd import DeviceType
+
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    spans = [(e.time_range.start, e.time_range.end) for e in kernels]
+    busy_us = busy_time(spans)
+    by_kind: dict[str, float] = {}
+    by_name: dict[str, list[float]] = {}
+    for e in kernels:
+        us = e.time_range.end - e.time_range.start
+        by_kind[kernel_kind(e.name)] = by_kind.get(kernel_kind(e.name), 0.0) + us
+        by_name.setdefault(e.name, []).append(us)
+    lora_us = other_us = 0.0
+    for e in prof.key_averages(group_by_input_shape=True):
+        if e.key not in ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul"):
+            continue
+        dims = [d for shape in (e.input_shapes or [])[:3] for d in (shape or [])]
+        if lora_rank in dims:
+            lora_us += e.self_device_time_total
+        else:
+            other_us += e.self_device_time_total
+    kernel_us = sum(by_kind.values())
+    top = sorted(by_name.items(), key=lambda kv: sum(kv[1]), reverse=True)[:20]
+    return {
+        "step_wall_s": wall_s,
+        "kernels": len(kernels),
+        "kernel_time_s": kernel_us / 1e6,
+        "device_busy_s": busy_us / 1e6,
+        "device_busy_fraction": busy_us / 1e6 / wall_s if wall_s else None,
+        "kernel_time_by_kind_s": {k: v / 1e6 for k, v in sorted(by_kind.items())},
+        "matmul_ops_device_s": {"lora_rank_shapes": lora_us / 1e6, "other": other_us / 1e6},
+        "top_kernels": [
+            {"name": n[:120], "kind": kernel_kind(n), "calls": len(v), "ms": sum(v) / 1e3}
+            for n, v in top
+        ],
+        "note": "kernel time summed per kernel; busy time is their union (streams overlap)",
+    }
+
+
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
     import peft
     import torch
@@ -265,8 +338,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     clock = StepClock()
 
     class StepProfile(TrainerCallback):
-        """--profile: torch.profiler over the first timed step: GPU busy time vs wall, and the
-        ops that take the device's time (is a step bound by kernels or by the CPU?)."""
+        """--profile: torch.profiler over the last step: GPU kernel time by kind against the
+        step's wall time (is a step bound by kernels or by the CPU, and by which kernels?)."""
 
         def __init__(self) -> None:
             self.prof: Any = None
@@ -277,7 +350,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
                 from torch.profiler import ProfilerActivity, profile
 
                 acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if use_cuda else [])
-                self.prof = profile(activities=acts)
+                self.prof = profile(activities=acts, record_shapes=True)
                 self.prof.__enter__()
                 self.t0 = time.perf_counter()
 
@@ -288,23 +361,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
                 torch.cuda.synchronize()
             wall = time.perf_counter() - self.t0
             self.prof.__exit__(None, None, None)
-            events = self.prof.key_averages()
-            dev = [e for e in events if getattr(e, "self_device_time_total", 0) > 0]
-            busy_us = sum(e.self_device_time_total for e in dev)
-            top = sorted(dev, key=lambda e: e.self_device_time_total, reverse=True)[:25]
-            self.summary = {
-                "step_wall_s": wall,
-                "device_busy_s": busy_us / 1e6,
-                "device_busy_fraction": busy_us / 1e6 / wall if wall else None,
-                "top_device_ops": [
-                    {
-                        "name": e.key[:120],
-                        "calls": e.count,
-                        "self_device_ms": e.self_device_time_total / 1e3,
-                    }
-                    for e in top
-                ],
-            }
+            self.summary = profile_summary(self.prof, wall, lora_rank=training["lora"]["r"])
 
     profiler = StepProfile()
     workdir = tempfile.mkdtemp(prefix=f"bench-{size}-")

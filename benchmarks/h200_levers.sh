@@ -24,8 +24,14 @@
 #   EXTRA=engines (the variants below): vLLM's engine settings side by side. By default vLLM
 #   captures CUDA graphs up to 512 sequences while an H200 schedules up to 1,024 at once, so
 #   the largest decode batches of a 5,000-answer eval may run without graphs.
-ENGINES='--engine-variant configured={} --engine-variant seqs512={"max_num_seqs":512}'
+# Session of 2026-12-03 (4): prof4, student4, then call3 with SIZES=0.5B EXTRA=engines:
+#   prof4 (carry .vb/part-00 .carry): one profiled step (kernel time by kind, GPU busy vs wall)
+#          of the configured path at 0.5B, 7B and 32B
+#   student4 (carry .vb/part-01 .carry): gpu_student.py, a real student through train_student
+#          on the GPU: two sharing the GPU through the pool, one killed and resumed
+ENGINES='--engine-variant configured={}'
 ENGINES+=' --engine-variant graphs1024={"compilation_config":{"max_cudagraph_capture_size":1024}}'
+ENGINES+=' --engine-variant seqs512={"max_num_seqs":512}'
 export ENGINES
 # Results go to $OUT and to /root/keep (kept on the warm machine between calls).
 set -uo pipefail
@@ -68,7 +74,23 @@ bench_vllm() {  # bench_vllm <args...>: bench_vllm.py with EXTRA (EXTRA=engines:
   python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT" "$@" ${EXTRA:-} 2>&1 \
     | grep -v -E "INFO|it/s" | cut -c1-600
 }
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm}" in
+profile_report() {  # profile_report <bench json>: the profiled step of each row
+  python3 - "$1" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    p = r.get("profile") or {}
+    if not p:
+        print(r["size"], r.get("status"), "no profile", str(r.get("error", ""))[:200]); continue
+    print(r["size"], "wall %.3f s, busy %.3f s (%.0f%%), kernels %d" % (p["step_wall_s"],
+          p["device_busy_s"], 100 * p["device_busy_fraction"], p["kernels"]))
+    print("  by kind:", ", ".join("%s %.3f" % kv for kv in sorted(
+          p["kernel_time_by_kind_s"].items(), key=lambda kv: -kv[1])))
+    print("  matmul ops:", p["matmul_ops_device_s"])
+    for k in p["top_kernels"][:8]:
+        print("   %.1f ms x%d %s" % (k["ms"], k["calls"], k["name"][:90]))
+PY
+}
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4}" in
 call1)
   cp .vb/part-00 /root/vb/
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
@@ -143,6 +165,22 @@ check7b)  # call 2 of three: the lever path at the 7B shape (8 layers) against f
   cp .vb/part-01 /root/vb/
   export PYTHONPATH=/root/wsite:$PWD/src
   check_7b 240 ;;
+prof4)  # session of 2026-12-03 (4): call 1 of three
+  cp .vb/part-00 /root/vb/
+  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  bench "$KEEP/p0p5b" --sizes 0.5B --budget-s 100 --min-left-s 30 --job-timeout-s 95 --profile
+  profile_report "$KEEP"/p0p5b/*.json
+  bench "$KEEP/p7b" --sizes 7B --budget-s 140 --min-left-s 40 --job-timeout-s 135 --profile
+  profile_report "$KEEP"/p7b/*.json
+  bench "$KEEP/p32b" --sizes 32B --budget-s 200 --min-left-s 60 --job-timeout-s 195 --profile
+  profile_report "$KEEP"/p32b/*.json ;;
+student4)  # call 2 of three: a real student on the GPU (pool, memory cap, kill and resume)
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src
+  timeout 420 python3 benchmarks/gpu_student.py --ref .carry/ref --out "$OUT" --timeout-s 400 2>&1 \
+    | grep -v -E "it/s\]|Warning|warn" | tail -40 ;;
 vllm)  # a later call on the same warm machine: vLLM is installed already
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
   bench_vllm --sizes "${SIZES:?}" --budget-s "${BUDGET:-500}" ;;
