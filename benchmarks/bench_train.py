@@ -188,9 +188,15 @@ def profile_summary(prof: Any, wall_s: float, lora_rank: int) -> dict[str, Any]:
     dimension (the adapter's small products) against the others."""
     from torch.autograd import DeviceType
 
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    events = prof.events()
+    # device-side events that are kernels, not annotations ("## Call CompiledFxGraph ... ##"
+    # spans a compiled region's kernels and the gaps between them)
+    kernels = [
+        e for e in events if e.device_type == DeviceType.CUDA and not e.name.startswith("## ")
+    ]
     spans = [(e.time_range.start, e.time_range.end) for e in kernels]
     busy_us = busy_time(spans)
+    cpu_ops = [e for e in events if e.device_type == DeviceType.CPU]
     by_kind: dict[str, float] = {}
     by_name: dict[str, list[float]] = {}
     for e in kernels:
@@ -220,7 +226,38 @@ def profile_summary(prof: Any, wall_s: float, lora_rank: int) -> dict[str, Any]:
             {"name": n[:120], "kind": kernel_kind(n), "calls": len(v), "ms": sum(v) / 1e3}
             for n, v in top
         ],
+        "idle_gaps": idle_gaps(kernels, cpu_ops),
         "note": "kernel time summed per kernel; busy time is their union (streams overlap)",
+    }
+
+
+def idle_gaps(kernels: list[Any], cpu_ops: list[Any], top: int = 12) -> dict[str, Any]:
+    """Where the GPU waits: gaps between consecutive kernels (all streams merged), the longest
+    ones with the kernels around them and the innermost CPU ops running at their middle."""
+    spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in kernels)
+    gaps, end, before = [], None, None
+    for a, b, name in spans:
+        if end is not None and a > end:
+            gaps.append((a - end, end, before, name))
+        if end is None or b > end:
+            end, before = b, name
+    gaps.sort(reverse=True)
+    out = []
+    for us, start, before, after in gaps[:top]:
+        mid = start + us / 2
+        running = sorted(
+            (e for e in cpu_ops if e.time_range.start <= mid <= e.time_range.end),
+            key=lambda e: e.time_range.end - e.time_range.start,
+        )
+        out.append({
+            "ms": us / 1e3, "after_kernel": (before or "")[:80], "before_kernel": after[:80],
+            "cpu_ops_innermost_first": [e.name[:80] for e in running[:6]],
+        })  # fmt: skip
+    return {
+        "gaps_over_100us": sum(1 for g in gaps if g[0] > 100),
+        "idle_in_gaps_over_100us_s": sum(g[0] for g in gaps if g[0] > 100) / 1e6,
+        "idle_in_all_gaps_s": sum(g[0] for g in gaps) / 1e6,
+        "longest": out,
     }
 
 

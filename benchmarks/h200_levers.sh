@@ -88,6 +88,12 @@ for r in json.load(open(sys.argv[1]))["results"]:
     print("  matmul ops:", p["matmul_ops_device_s"])
     for k in p["top_kernels"][:8]:
         print("   %.1f ms x%d %s" % (k["ms"], k["calls"], k["name"][:90]))
+    g = p.get("idle_gaps") or {}
+    print("  idle: %s s in all gaps, %s s in %s gaps > 100 us" % (g.get("idle_in_all_gaps_s"),
+          g.get("idle_in_gaps_over_100us_s"), g.get("gaps_over_100us")))
+    for x in (g.get("longest") or [])[:8]:
+        print("   gap %.2f ms after %s | cpu: %s" % (x["ms"], x["after_kernel"][:40],
+              " < ".join(x["cpu_ops_innermost_first"][:4])))
 PY
 }
 case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4}" in
@@ -176,8 +182,13 @@ prof4)  # session of 2026-12-03 (4): call 1 of three
   profile_report "$KEEP"/p7b/*.json
   bench "$KEEP/p32b" --sizes 32B --budget-s 200 --min-left-s 60 --job-timeout-s 195 --profile
   profile_report "$KEEP"/p32b/*.json ;;
-student4)  # call 2 of three: a real student on the GPU (pool, memory cap, kill and resume)
-  cp .vb/part-01 /root/vb/
+prof32)  # the 32B and 7B profiles again, with the GPU's idle gaps; parts: the caller
+  export PYTHONPATH=/root/wsite:$PWD/src
+  bench "$KEEP/q32b" --sizes 32B --budget-s 200 --min-left-s 60 --job-timeout-s 195 --profile
+  profile_report "$KEEP"/q32b/*.json
+  bench "$KEEP/q7b" --sizes 7B --budget-s 140 --min-left-s 40 --job-timeout-s 135 --profile
+  profile_report "$KEEP"/q7b/*.json ;;
+student4)  # a real student on the GPU (pool, memory cap, kill and resume); parts: the caller
   export PYTHONPATH=/root/wsite:$PWD/src
   timeout 420 python3 benchmarks/gpu_student.py --ref .carry/ref --out "$OUT" --timeout-s 400 2>&1 \
     | grep -v -E "it/s\]|Warning|warn" | tail -40 ;;

@@ -52,3 +52,24 @@ def test_profile_summary_of_a_cpu_step_has_no_kernels():
     s = bench_train.profile_summary(prof, wall_s=0.5, lora_rank=8)
     assert s["kernels"] == 0 and s["device_busy_s"] == 0.0 and s["device_busy_fraction"] == 0.0
     assert s["step_wall_s"] == 0.5 and s["top_kernels"] == []
+
+
+class _Ev:
+    def __init__(self, start: float, end: float, name: str) -> None:
+        import types
+
+        self.time_range = types.SimpleNamespace(start=start, end=end)
+        self.name = name
+
+
+def test_idle_gaps_name_the_cpu_op_the_gpu_waits_on():
+    kernels = [_Ev(0, 10, "gemm"), _Ev(5, 12, "side"), _Ev(15, 20, "add"), _Ev(500, 600, "mm")]
+    cpu = [_Ev(0, 1000, "train_step"), _Ev(200, 300, "aten::item"), _Ev(250, 260, "cudaSync")]
+    g = bench_train.idle_gaps(kernels, cpu)
+    # the gaps: 12 -> 15 (3 us: the overlapping kernel ends later) and 20 -> 500 (480 us)
+    assert g["idle_in_all_gaps_s"] == pytest.approx(483e-6)
+    assert g["gaps_over_100us"] == 1 and g["idle_in_gaps_over_100us_s"] == pytest.approx(480e-6)
+    longest = g["longest"][0]
+    assert longest["ms"] == pytest.approx(0.48)
+    assert (longest["after_kernel"], longest["before_kernel"]) == ("add", "mm")
+    assert longest["cpu_ops_innermost_first"] == ["cudaSync", "aten::item", "train_step"]
