@@ -181,6 +181,44 @@ def busy_time(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+#: Trainer phases named in a profile (CPU ops covering them), so that the GPU's idle gaps can
+#: be put down to the loop's own Python: (object attribute path, label)
+TRAINER_PHASES = (
+    ("get_batch_samples", "trainer.get_batch_samples (collate the step's micro-batches)"),
+    ("_track_num_input_tokens", "trainer._track_num_input_tokens"),
+    ("training_step", "trainer.training_step"),
+    ("compute_loss", "trainer.compute_loss"),
+    ("_maybe_log_save_evaluate", "trainer._maybe_log_save_evaluate (logging)"),
+    ("callback_handler.on_step_end", "callbacks.on_step_end"),
+)  # the optimizer's step is named by torch itself ("Optimizer.step#AdamW.step")
+
+
+def label_trainer_phases(trainer: Any) -> list[str]:
+    """Wrap the trainer's loop phases in ``record_function`` labels (profiling only); returns
+    the labels set (a phase this transformers version lacks is skipped)."""
+    import functools
+
+    from torch.profiler import record_function
+
+    done = []
+    for path, label in TRAINER_PHASES:
+        *parents, name = path.split(".")
+        owner = trainer
+        for part in parents:
+            owner = getattr(owner, part, None)
+        fn = getattr(owner, name, None) if owner is not None else None
+        if fn is None or not callable(fn):
+            continue
+
+        def wrapped(*a: Any, _fn: Any = fn, _label: str = label, **kw: Any) -> Any:
+            with record_function(_label):
+                return _fn(*a, **kw)
+
+        setattr(owner, name, functools.wraps(fn)(wrapped))
+        done.append(label)
+    return done
+
+
 def profile_summary(prof: Any, wall_s: float, lora_rank: int) -> dict[str, Any]:
     """One profiled step: GPU kernels only (not the aten ops that launch them, whose device time
     is those kernels' again), their busy time against the step's wall clock, time by kernel
@@ -277,7 +315,14 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     sweep = Sweep(config)
     spec = _model_spec(sweep, size)
     # What a student of this size trains with (per-size overrides applied), then the variant's.
-    training = {**sweep.training_for(spec.slug), **parse_sets(args.set)}
+    sets = parse_sets(args.set)
+    # "sft.KEY=VALUE": a trainer argument (SFTConfig) of this run instead of a training setting
+    # (e.g. sft.logging_steps=10: how often the loop stops to read the loss off the GPU)
+    sft_sets = {k.removeprefix("sft."): v for k, v in sets.items() if k.startswith("sft.")}
+    training = {
+        **sweep.training_for(spec.slug),
+        **{k: v for k, v in sets.items() if not k.startswith("sft.")},
+    }
     if args.effective_batch:  # CPU-check knob only: fewer rows per optimizer step
         training["effective_batch"] = args.effective_batch
     if args.micro_batch:
@@ -316,8 +361,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "attn_implementation": attn,
         "variant": args.variant_name,
         "speed_knobs": {k: training.get(k) for k in SPEED_DEFAULTS},
+        "trainer_overrides": sft_sets,
         "dtype": str(dtype).removeprefix("torch."),
         "warmup_steps_untimed": args.warmup,
+        "clock": args.clock,
         "timed_steps": args.steps,
         "versions": {
             "python": sys.version.split()[0],
@@ -362,7 +409,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             self.global_step = state.global_step
 
         def on_step_end(self, args, state, control, **kw):
-            if use_cuda:
+            # --clock boundaries: wait for the GPU only where the timed window starts and ends,
+            # so the loop may run ahead across steps as in a real run (per-step times are then
+            # the host's, not the GPU's)
+            edge = state.global_step in (n_warmup, n_steps)
+            if use_cuda and (clock_mode == "steps" or edge):
                 torch.cuda.synchronize()
             if n_warmup and state.global_step == n_warmup and barrier:
                 wait_for_copies(barrier)  # copies sharing the GPU start their timed steps together
@@ -371,7 +422,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             self.tokens[state.global_step] = int(state.num_input_tokens_seen)
             self.global_step = state.global_step
 
-    n_warmup, barrier = args.warmup, args.barrier
+    n_warmup, barrier, clock_mode = args.warmup, args.barrier, args.clock
     clock = StepClock()
 
     class StepProfile(TrainerCallback):
@@ -415,10 +466,12 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         overrides={
             "max_steps": n_steps,
             "save_strategy": "no",
-            "logging_steps": 1,
-            "disable_tqdm": True,
+            "disable_tqdm": True,  # logging_steps: the spec's (training.logging_steps, 1)
+            **sft_sets,
         },
     )
+    if args.profile:
+        label_trainer_phases(trainer)
     result["lora_trainable_params"] = sum(
         p.numel() for p in trainer.model.parameters() if p.requires_grad
     )
@@ -462,8 +515,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError(f"step clock incomplete: {sorted(clock.t)}")
     timed_s = clock.t[last] - clock.t[w]
     tokens = clock.tokens[last] - clock.tokens[w]
-    step_s = [clock.t[k] - clock.t[k - 1] for k in range(w + 1, last + 1)]
     timed_micro = [m for m in micro if w <= m[0] < last]
+    if tokens == 0:  # the trainer counts none (sync_free_logging): the micro-batches' count
+        tokens = sum(int(m[1]) for m in timed_micro)
+    step_s = [clock.t[k] - clock.t[k - 1] for k in range(w + 1, last + 1)]
     real = sum(int(m[1]) for m in timed_micro)
     slots = sum(m[2] for m in timed_micro)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -803,6 +858,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--profile", action="store_true", help="profile the last step (GPU busy time, top ops)"
+    )
+    p.add_argument(
+        "--clock",
+        choices=["steps", "boundaries"],
+        default="steps",
+        help="wait for the GPU after every step (per-step times) or only at the timed window's "
+        "ends (the loop runs ahead across steps, as in a real run)",
     )
     p.add_argument("--variant-name", default="configured", help=argparse.SUPPRESS)
     p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)  # DIR:INDEX:COPIES

@@ -29,6 +29,12 @@
 #          of the configured path at 0.5B, 7B and 32B
 #   student4 (carry .vb/part-01 .carry): gpu_student.py, a real student through train_student
 #          on the GPU: two sharing the GPU through the pool, one killed and resumed
+# What ran (the first machine went back after call 1): prof4; on a fresh machine student4 (with
+#   part-00 and the wheels), prof32 (part-01: 7B and 32B profiled with idle gaps), call3 with
+#   SIZES=0.5B EXTRA=engines BUDGET=470, then vllm with SIZES=7B (configured, graphs1024)
+# Next (not run yet): sync5 with SYNC_SIZES=7B, then 32B: the idle gaps of a step (10% of the
+#   32B step, 16% at 7B) against fewer reads of the GPU (training.logging_steps,
+#   training.sync_free_logging)
 ENGINES='--engine-variant configured={}'
 ENGINES+=' --engine-variant graphs1024={"compilation_config":{"max_cudagraph_capture_size":1024}}'
 ENGINES+=' --engine-variant seqs512={"max_num_seqs":512}'
@@ -182,6 +188,16 @@ prof4)  # session of 2026-12-03 (4): call 1 of three
   profile_report "$KEEP"/p7b/*.json
   bench "$KEEP/p32b" --sizes 32B --budget-s 200 --min-left-s 60 --job-timeout-s 195 --profile
   profile_report "$KEEP"/p32b/*.json ;;
+sync5)  # next: do the loop's reads of the GPU cause the idle gaps? configured, the loss logged
+  # every 10 steps, and that plus sync_free_logging (TRL's metrics and the token count kept off
+  # the GPU until a log); the clock waits for the GPU only at the timed window's ends (a real
+  # run does not wait after each step); 10 timed steps, the last profiled; parts: the caller
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=10
+  V=(--variant "configured:" --variant "log10:logging_steps=10"
+     --variant "syncfree:logging_steps=10,sync_free_logging=true")
+  bench "$KEEP/y" --sizes "${SYNC_SIZES:-7B}" --budget-s "${BUDGET:-540}" --min-left-s 60 \
+    --job-timeout-s 200 --clock boundaries --profile "${V[@]}"
+  profile_report "$KEEP"/y/*.json ;;
 prof32)  # the 32B and 7B profiles again, with the GPU's idle gaps; parts: the caller
   export PYTHONPATH=/root/wsite:$PWD/src
   bench "$KEEP/q32b" --sizes 32B --budget-s 200 --min-left-s 60 --job-timeout-s 195 --profile

@@ -73,3 +73,21 @@ def test_idle_gaps_name_the_cpu_op_the_gpu_waits_on():
     assert longest["ms"] == pytest.approx(0.48)
     assert (longest["after_kernel"], longest["before_kernel"]) == ("add", "mm")
     assert longest["cpu_ops_innermost_first"] == ["cudaSync", "aten::item", "train_step"]
+
+
+def test_trainer_phases_are_labelled_in_a_profile():
+    import types
+
+    from torch.profiler import ProfilerActivity, profile
+
+    calls = []
+    handler = types.SimpleNamespace(on_step_end=lambda *a: calls.append("end") or "e")
+    trainer = types.SimpleNamespace(
+        training_step=lambda x: calls.append(x) or x * 2, callback_handler=handler
+    )
+    labels = bench_train.label_trainer_phases(trainer)
+    assert labels == ["trainer.training_step", "callbacks.on_step_end"]  # the others are absent
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        assert trainer.training_step(3) == 6 and trainer.callback_handler.on_step_end() == "e"
+    names = {e.name for e in prof.events()}
+    assert {"trainer.training_step", "callbacks.on_step_end"} <= names and calls == [3, "end"]

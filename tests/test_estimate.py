@@ -64,6 +64,13 @@ def bench(tmp_path, real_config):
     return sweep, paths
 
 
+def _vllm_defaults(sweep: Sweep) -> None:
+    """The config's vLLM engine settings set back to vLLM's defaults (the shipped config sets
+    some), for rows that ran the defaults."""
+    for stage in ("generation", "evaluation"):
+        sweep.config[stage]["vllm"].update(max_num_seqs=None, max_cudagraph_capture_size=None)
+
+
 def test_training_hours_follow_the_matching_benchmark_row(bench):
     sweep, paths = bench
     train, sample = estimate.load_benchmarks(paths)
@@ -178,6 +185,7 @@ def test_vllm_rows_price_the_expected_lengths_engine_starts_and_the_exact_measur
     token x the expected length, one engine start per GPU job, the exact measure per eval; they
     win over transformers rows when the config samples with vLLM."""
     sweep, paths = bench
+    _vllm_defaults(sweep)  # these rows ran vLLM's default engine settings
     assert sweep.config["generation"]["backend"] == sweep.config["evaluation"]["backend"] == "vllm"
 
     def row(size, start, s_tok, exact):
@@ -232,13 +240,17 @@ def test_the_shipped_settings_are_the_measured_ones(real_config):
     h200 += [str(res / "h200-2026-11-24-speed.json"), str(res / "h200-2026-12-03-vllm.json")]
     h200 += [str(res / "h200-2026-12-03-vllm-0p5b.json")]
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s3-*.json")))
+    h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s4-vllm-*.json")))
     train, sample = estimate.load_benchmarks(h200)
     jobs, notes = estimate.build_jobs(Sweep(real_config), train, sample)
     assert all("NVIDIA H200" in n for n in notes if n.startswith("train "))
+    # sampling is priced by vLLM rows of the shipped engine settings, not stand-ins
+    assert not any("stand in" in n for n in notes)
+    assert any(n.startswith("sample 7B:") and "beyond" not in n for n in notes)
     for size in ("7B", "14B", "32B"):  # the varlen + compiled-layer rows
         assert any(n.startswith(f"train {size}:") and "h200-2026-12-03" in n for n in notes)
     hours = sum(sum(v.values()) for v in estimate.summarize(jobs).values())
-    assert 150 < hours < 250  # 178.9 at the last edit (README, "Measured on a GPU")
+    assert 150 < hours < 250  # 177.5 at the last edit (README, "Measured on a GPU")
     h100 = [str(res / "h100-2026-11-24-speed.json")]
     real_config.update(yaml.safe_load((REPO / "config" / "h100.yaml").read_text()))
     validate_config(real_config)  # merges model_overrides into models[]
@@ -252,6 +264,7 @@ def test_later_jobs_of_a_size_start_from_the_compile_cache(bench, tmp_path):
     warm start; an unmeasured size's warm start scales its cold one by the nearest measured
     ratio; on G GPUs the first G jobs of a stage can all start cold."""
     sweep, paths = bench
+    _vllm_defaults(sweep)  # these rows ran vLLM's default engine settings
 
     def row(size, start, warm=None):
         runs = [
@@ -325,6 +338,7 @@ def test_vllm_rows_price_only_the_engine_settings_they_ran(bench, tmp_path):
             if j.rule == "evaluation" and j.wildcards == {"model": slug, "condition": "control"}
         )  # fmt: skip
 
+    _vllm_defaults(sweep)
     jobs, _ = estimate.build_jobs(sweep, train, sample)
     assert control_eval(jobs, "qwen-2.5-7b-instruct") == pytest.approx(100.0 + 20.0)
     assert control_eval(jobs, "qwen-2.5-32b-instruct") == pytest.approx(100.0 + 40.0)
@@ -336,3 +350,44 @@ def test_vllm_rows_price_only_the_engine_settings_they_ran(bench, tmp_path):
     # the recorded compilation_config counts as max_cudagraph_capture_size
     knobs = estimate.engine_knobs({"compilation_config": {"max_cudagraph_capture_size": 1024}})
     assert knobs == {"max_num_seqs": None, "max_cudagraph_capture_size": 1024}
+
+
+def test_a_setting_is_priced_only_over_the_sizes_it_was_measured_at(bench, tmp_path):
+    """An engine setting measured at 0.5B and 7B prices 3B from those rows, but not 32B: beyond
+    the measured sizes the rows of vLLM's defaults price it (a gain measured on small models
+    need not carry to a larger one), and the note says so."""
+    sweep, paths = bench
+    graphs = {"compilation_config": {"max_cudagraph_capture_size": 1024}}
+
+    def row(size, eval_s, engine):
+        runs = [
+            {"workload": w, "completions": 5000, "max_new_tokens": n, "wall_s": eval_s}
+            for w, n in (("numbers", 48), ("eval", 16))
+        ]
+        return {"size": size, "engine_start_s": 100.0, "runs": runs, "engine": engine}
+
+    rows = [row("0.5B", 2.0, graphs), row("7B", 4.0, graphs), row("0.5B", 3.0, {}),
+            row("7B", 6.0, {}), row("32B", 30.0, {})]  # fmt: skip
+    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
+    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
+    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+    for stage in ("generation", "evaluation"):
+        sweep.config[stage]["vllm"].update(max_num_seqs=None, max_cudagraph_capture_size=1024)
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+
+    def control_eval(slug):
+        return next(
+            j.seconds for j in jobs
+            if j.rule == "evaluation" and j.wildcards == {"model": slug, "condition": "control"}
+        )  # fmt: skip
+
+    assert control_eval("qwen-2.5-7b-instruct") == pytest.approx(104.0)
+    assert control_eval("qwen-2.5-32b-instruct") == pytest.approx(130.0)  # the default row
+    p = {m.slug: m.params for m in sweep.models}
+    lo, hi, mid = p["qwen-2.5-0.5b-instruct"], p["qwen-2.5-7b-instruct"], p["qwen-2.5-3b-instruct"]
+    assert control_eval("qwen-2.5-3b-instruct") == pytest.approx(
+        100.0 + 2.0 + 2.0 * (mid - lo) / (hi - lo)
+    )
+    note32 = next(n for n in notes if n.startswith("sample 32B:"))
+    assert "beyond the sizes measured with the configured engine settings" in note32
+    assert "beyond" not in next(n for n in notes if n.startswith("sample 3B:"))

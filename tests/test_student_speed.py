@@ -185,3 +185,73 @@ def test_varlen_attention_needs_padding_free(world, tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match=r"torch_varlen' needs training\.padding_free: true"):
         _first_step(world, tmp_path, attn_implementation=kernels.VARLEN)
+
+
+@pytest.mark.parametrize("padding_free", [False, True], ids=["padded", "padding-free"])
+def test_sync_free_logging_gives_the_same_loss_and_gradients(world, tmp_path, padding_free):
+    """training.sync_free_logging (TRL's metrics summed on the device, read once per logging
+    step) computes TRL's loss: the same loss and LoRA gradients over two micro-batches."""
+    plain = _first_step(world, tmp_path / "plain", padding_free=padding_free)
+    free = _first_step(world, tmp_path / "free", padding_free=padding_free, sync_free_logging=True)
+    _assert_same_step(plain, free)
+
+
+def _two_steps(world, tmp_path, **knobs):
+    _, tok, rows = world
+    trainer = build_trainer(
+        model=_model(tok), tokenizer=tok, rows=rows,
+        spec=student_spec({**TRAINING, "micro_batch": 6, "effective_batch": 6, **knobs}),
+        seed=1, output_dir=tmp_path, run_name="t", report_to=[],
+        overrides={"max_steps": 2, "save_strategy": "no"},
+    )  # fmt: skip
+    trainer.train()
+    return trainer
+
+
+def test_sync_free_logging_logs_trl_metrics_and_counts_tokens_on_the_cpu(world, tmp_path):
+    """With one micro-batch per step both averaging schemes agree: the logged loss, entropy,
+    token accuracy and token count equal TRL's own; the CPU token count equals the trainer's."""
+    plain = _two_steps(world, tmp_path / "plain", padding_free=True)
+    free = _two_steps(world, tmp_path / "free", padding_free=True, sync_free_logging=True)
+    logs = [[h for h in t.state.log_history if "loss" in h] for t in (plain, free)]
+    assert len(logs[0]) == len(logs[1]) == 2
+    for a, b in zip(*logs, strict=True):
+        for key in ("loss", "entropy", "mean_token_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5), key
+        assert b["num_tokens"] == a["num_tokens"] > 0
+        assert ("tokens_per_s" in b) == ("tokens_per_s" in a)  # from the second log on
+        assert b.get("tokens_per_s", 1) > 0
+    # the trainer counts tokens only without sync_free_logging; the collator always
+    assert plain.token_count.tokens == plain.state.num_input_tokens_seen > 0
+    assert free.state.num_input_tokens_seen == 0
+    assert free.token_count.tokens == plain.token_count.tokens
+
+
+def test_logging_steps_sets_how_often_the_loss_is_logged(world, tmp_path):
+    trainer = _two_steps(
+        world, tmp_path, padding_free=True, sync_free_logging=True, logging_steps=2
+    )
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["step"] for h in logged] == [2] and logged[0]["entropy"] > 0
+
+
+def test_sync_free_logging_reads_the_device_once_per_log_not_per_micro_batch(
+    world, tmp_path, monkeypatch
+):
+    """Each ``.item()`` in the step waits for the GPU; TRL reads three metrics and the Trainer
+    its token count on every micro-batch. With sync_free_logging and a log every 2 steps, two
+    micro-batches make at least 8 fewer such reads."""
+    counts = {"n": 0}
+    item = torch.Tensor.item
+
+    def counting(self):
+        counts["n"] += 1
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting)
+    reads = {}
+    for name, knobs in (("plain", {}), ("free", {"sync_free_logging": True})):
+        counts["n"] = 0
+        _two_steps(world, tmp_path / name, padding_free=True, logging_steps=2, **knobs)
+        reads[name] = counts["n"]
+    assert reads["plain"] - reads["free"] >= 8, reads

@@ -250,6 +250,22 @@ def sample_costs(
             and (want != "vllm" or engine_knobs(r.get("engine") or {}) == knobs)
         ]
         use = mine or [r for r in rows if r.get("_backend", "transformers") != want]
+        beyond = ""
+        if want == "vllm" and mine and any(v is not None for v in knobs.values()):
+            # a setting's effect is priced only over the sizes it was measured at; beyond
+            # them, the rows of vLLM's defaults price the size (an effect measured at small
+            # sizes need not carry to larger ones)
+            measured = [params[r["size"]] for r in mine if r["size"] in params]
+            default = [
+                r
+                for r in rows
+                if r.get("_backend") == "vllm"
+                and all(v is None for v in engine_knobs(r.get("engine") or {}).values())
+            ]
+            if default and not min(measured) <= params[size] <= max(measured):
+                use = default
+                beyond = ", beyond the sizes measured with the configured engine settings: "
+                beyond += "rows of vLLM's defaults"
         backend = use[0].get("_backend", "transformers") if use else want
         limit = section["sampling"]["max_new_tokens"]
         if backend == "vllm":
@@ -296,7 +312,7 @@ def sample_costs(
         )
         bound = " (every completion to the limit: an upper bound)" if backend != "vllm" else (
             f" ({tokens} new tokens per completion assumed; limit {limit})")  # fmt: skip
-        notes.append(f"{workload} {how} from {backend}{bound}{fallback}")
+        notes.append(f"{workload} {how} from {backend}{bound}{fallback}{beyond}")
     if out["gen_start"] != out["eval_start"]:
         notes.append("engine starts differ by stage")
     return SampleCost(

@@ -26,6 +26,8 @@ SPEED_DEFAULTS: dict[str, Any] = {
     "torch_compile": False,
     "compile_layers": False,
     "cuda_alloc_conf": None,
+    "logging_steps": 1,
+    "sync_free_logging": False,
 }
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "config.schema.yaml"

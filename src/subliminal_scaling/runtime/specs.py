@@ -20,6 +20,8 @@ SPEED_KNOBS = (
     "torch_compile",
     "compile_layers",
     "cuda_alloc_conf",
+    "logging_steps",
+    "sync_free_logging",
 )
 
 
