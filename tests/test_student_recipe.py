@@ -50,6 +50,22 @@ def test_training_arguments_carry_the_recipe(real_config, tmp_path, slug):
     assert sft_kwargs(**_kwargs(real_config, slug, tmp_path, use_cpu=False))["bf16"] is True
 
 
+def test_sync_free_logging_stops_the_loop_waiting_for_the_gpu(real_config, tmp_path):
+    """Off (shipped): the Trainer counts tokens on the GPU and copies batches as it always did.
+    On: no GPU token count, pinned batches copied without waiting, logging as configured."""
+    slug = "qwen-2.5-7b-instruct"
+    off = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
+    assert off.include_num_input_tokens_seen == "non_padding" and off.logging_steps == 1
+    assert off.accelerator_config.non_blocking is False
+    real_config["training"].update(sync_free_logging=True, logging_steps=10)
+    on = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
+    assert on.include_num_input_tokens_seen in ("no", False) and on.logging_steps == 10
+    assert on.accelerator_config.non_blocking is True
+    # pinned memory (the arguments turn it off on a CPU, so check the GPU run's kwargs)
+    gpu_run = sft_kwargs(**_kwargs(real_config, slug, tmp_path, use_cpu=False))
+    assert gpu_run["dataloader_pin_memory"] is True
+
+
 def test_lora_config_carries_the_recipe(real_config):
     lora = lora_config(real_config["training"])
     assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.bias) == (8, 8, 0.0, "none")

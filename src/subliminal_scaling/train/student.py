@@ -119,6 +119,10 @@ def sft_kwargs(
         # sync_free_logging: the collator counts the tokens on the CPU (TokenCount) instead
         include_num_input_tokens_seen="no" if sync_free else "non_padding",
         dataloader_num_workers=0,
+        # sync_free_logging: each micro-batch is copied to the GPU from pinned memory without
+        # waiting (a plain host-to-device copy waits for everything the GPU has queued)
+        dataloader_pin_memory=True,
+        **({"accelerator_config": {"non_blocking": True}} if sync_free else {}),
         use_cpu=use_cpu,
         disable_tqdm=False,
     )
@@ -240,6 +244,7 @@ def sync_free_trainer(base: type) -> type:
 
     class SyncFreeSFTTrainer(base):  # type: ignore[misc, valid-type]
         _pending: Any = None  # device tensor: [label tokens, entropy sum, top-1 hits, tokens]
+        _pending_host_tokens = 0  # padding-free micro-batches' tokens, counted on the host
 
         def _plain_loss(self) -> bool:
             parallel = getattr(self.accelerator, "parallelism_config", None)
@@ -263,10 +268,12 @@ def sync_free_trainer(base: type) -> type:
             if num_tokens is None:
                 num_tokens = outputs.label_mask.sum()
             loss = (-outputs.log_probs).sum() / torch.as_tensor(num_tokens).clamp(min=1)
-            if "attention_mask" in inputs:
-                seen = inputs["attention_mask"].sum()
-            else:  # padding-free: one row of position_ids
-                seen = torch.tensor(inputs["position_ids"].size(1), device=loss.device)
+            if "attention_mask" in inputs:  # padded: the mask's sum, on the device
+                seen = inputs["attention_mask"].sum().float()
+            else:  # padding-free: the row's length, known on the host (a host value copied
+                # to the device would wait for the GPU as a read does)
+                seen = loss.new_zeros(())
+                self._pending_host_tokens += inputs["position_ids"].size(1)
             stats = torch.stack([
                 outputs.label_mask.sum().float(), outputs.entropy.detach().sum().float(),
                 outputs.is_top1.sum().float(), seen.float(),
@@ -281,7 +288,8 @@ def sync_free_trainer(base: type) -> type:
                 metrics = self._metrics["train"]
                 metrics["entropy"].append(entropy / valid if valid else 0.0)
                 metrics["mean_token_accuracy"].append(correct / valid if valid else 0.0)
-                self._total_train_tokens += int(seen)
+                self._total_train_tokens += int(seen) + self._pending_host_tokens
+                self._pending_host_tokens = 0
                 metrics["num_tokens"] = [self._total_train_tokens]
             super().log(logs, start_time)
 
