@@ -122,17 +122,11 @@ def worker(args: argparse.Namespace) -> None:
             if args.kill_epoch and round(state.epoch) == args.kill_epoch:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    build = student.build_trainer
-
-    def with_record(**kw):
-        kw["callbacks"] = [*kw.get("callbacks", []), Record()]
-        return build(**kw)
-
-    student.build_trainer = with_record
     rows = io.read_jsonl(args.rows_file)
     summary = student.train_student(
-        spec=spec, rows=rows, seed=1, out_dir=args.out_dir, run_name=args.name, wandb_run=None
-    )
+        spec=spec, rows=rows, seed=1, out_dir=args.out_dir, run_name=args.name, wandb_run=None,
+        callbacks=[Record()],
+    )  # fmt: skip
     summary["claim"] = None if claim is None else {
         "devices": list(claim.devices), "share": claim.share, "source": claim.source,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -51,19 +51,14 @@ DRIVER = textwrap.dedent(
             if kill_at == f"epoch:{round(state.epoch)}":
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    build = student.build_trainer
-    def with_kill(**kw):
-        kw["callbacks"] = [*kw.get("callbacks", []), Kill()]
-        return build(**kw)
-    student.build_trainer = with_kill
-
     rows = [json.loads(l) for l in open(rows_file)]
     from subliminal_scaling.runtime.specs import StudentSpec
 
     spec = StudentSpec(model="t", model_id="t", revision=None, source=model_dir, params=1.0,
                        training=training)
     summary = student.train_student(
-        spec=spec, rows=rows, seed=1, out_dir=out_dir, run_name="t", wandb_run=None
+        spec=spec, rows=rows, seed=1, out_dir=out_dir, run_name="t", wandb_run=None,
+        callbacks=[Kill()],
     )
     student.finish_student(out_dir, summary, os.path.join(out_dir, "train_summary.json"))
     print("SUMMARY", json.dumps(summary))

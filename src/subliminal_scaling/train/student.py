@@ -435,8 +435,10 @@ def train_student(
     out_dir: str | Path,
     run_name: str,
     wandb_run: Any | None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) one student; write its per-epoch adapters; return the summary."""
+    """Train (or resume) one student; write its per-epoch adapters; return the summary.
+    ``callbacks``: further trainer callbacks, after the epoch export (device checks, tests)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
@@ -474,7 +476,7 @@ def train_student(
         output_dir=trainer_dir,
         run_name=run_name,
         report_to=["wandb"] if wandb_run is not None else [],
-        callbacks=[EpochExport()],
+        callbacks=[EpochExport(), *(callbacks or [])],
     )
     done = complete_checkpoints(trainer_dir)
     resume = str(done[-1]) if done else None
