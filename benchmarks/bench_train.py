@@ -315,14 +315,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     sweep = Sweep(config)
     spec = _model_spec(sweep, size)
     # What a student of this size trains with (per-size overrides applied), then the variant's.
-    sets = parse_sets(args.set)
-    # "sft.KEY=VALUE": a trainer argument (SFTConfig) of this run instead of a training setting
-    # (e.g. sft.logging_steps=10: how often the loop stops to read the loss off the GPU)
-    sft_sets = {k.removeprefix("sft."): v for k, v in sets.items() if k.startswith("sft.")}
-    training = {
-        **sweep.training_for(spec.slug),
-        **{k: v for k, v in sets.items() if not k.startswith("sft.")},
-    }
+    training = {**sweep.training_for(spec.slug), **parse_sets(args.set)}
     if args.effective_batch:  # CPU-check knob only: fewer rows per optimizer step
         training["effective_batch"] = args.effective_batch
     if args.micro_batch:
@@ -361,7 +354,6 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "attn_implementation": attn,
         "variant": args.variant_name,
         "speed_knobs": {k: training.get(k) for k in SPEED_DEFAULTS},
-        "trainer_overrides": sft_sets,
         "dtype": str(dtype).removeprefix("torch."),
         "warmup_steps_untimed": args.warmup,
         "clock": args.clock,
@@ -467,7 +459,6 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "max_steps": n_steps,
             "save_strategy": "no",
             "disable_tqdm": True,  # logging_steps: the spec's (training.logging_steps, 1)
-            **sft_sets,
         },
     )
     if args.profile:

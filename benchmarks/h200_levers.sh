@@ -102,6 +102,10 @@ for r in json.load(open(sys.argv[1]))["results"]:
               " < ".join(x["cpu_ops_innermost_first"][:4])))
 PY
 }
+profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its last step profiled
+  bench "$KEEP/$1" --sizes "$2" --budget-s "$3" --min-left-s "$4" --job-timeout-s $(($3 - 5)) --profile
+  profile_report "$KEEP/$1"/*.json
+}
 case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4}" in
 call1)
   cp .vb/part-00 /root/vb/
@@ -182,12 +186,9 @@ prof4)  # session of 2026-12-03 (4): call 1 of three
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
   export PYTHONPATH=/root/wsite:$PWD/src
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  bench "$KEEP/p0p5b" --sizes 0.5B --budget-s 100 --min-left-s 30 --job-timeout-s 95 --profile
-  profile_report "$KEEP"/p0p5b/*.json
-  bench "$KEEP/p7b" --sizes 7B --budget-s 140 --min-left-s 40 --job-timeout-s 135 --profile
-  profile_report "$KEEP"/p7b/*.json
-  bench "$KEEP/p32b" --sizes 32B --budget-s 200 --min-left-s 60 --job-timeout-s 195 --profile
-  profile_report "$KEEP"/p32b/*.json ;;
+  profiled p0p5b 0.5B 100 30
+  profiled p7b 7B 140 40
+  profiled p32b 32B 200 60 ;;
 sync5)  # next: do the loop's reads of the GPU cause the idle gaps? configured, the loss logged
   # every 10 steps, and that plus sync_free_logging (TRL's metrics and the token count kept off
   # the GPU until a log); the clock waits for the GPU only at the timed window's ends (a real
@@ -200,10 +201,8 @@ sync5)  # next: do the loop's reads of the GPU cause the idle gaps? configured, 
   profile_report "$KEEP"/y/*.json ;;
 prof32)  # the 32B and 7B profiles again, with the GPU's idle gaps; parts: the caller
   export PYTHONPATH=/root/wsite:$PWD/src
-  bench "$KEEP/q32b" --sizes 32B --budget-s 200 --min-left-s 60 --job-timeout-s 195 --profile
-  profile_report "$KEEP"/q32b/*.json
-  bench "$KEEP/q7b" --sizes 7B --budget-s 140 --min-left-s 40 --job-timeout-s 135 --profile
-  profile_report "$KEEP"/q7b/*.json ;;
+  profiled q32b 32B 200 60
+  profiled q7b 7B 140 40 ;;
 student4)  # a real student on the GPU (pool, memory cap, kill and resume); parts: the caller
   export PYTHONPATH=/root/wsite:$PWD/src
   timeout 420 python3 benchmarks/gpu_student.py --ref .carry/ref --out "$OUT" --timeout-s 400 2>&1 \

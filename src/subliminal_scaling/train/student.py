@@ -119,8 +119,8 @@ def sft_kwargs(
         # sync_free_logging: the collator counts the tokens on the CPU (TokenCount) instead
         include_num_input_tokens_seen="no" if sync_free else "non_padding",
         dataloader_num_workers=0,
-        # sync_free_logging: each micro-batch is copied to the GPU from pinned memory without
-        # waiting (a plain host-to-device copy waits for everything the GPU has queued)
+        # pinned batches (the Trainer's default); with sync_free_logging also copied to the GPU
+        # without waiting (a plain host-to-device copy waits for everything the GPU has queued)
         dataloader_pin_memory=True,
         **({"accelerator_config": {"non_blocking": True}} if sync_free else {}),
         use_cpu=use_cpu,
