@@ -23,6 +23,15 @@ Dummy weights never stop early: every completion runs to its token limit, so the
 those of completions of exactly that length (the estimator scales them to the lengths it
 assumes and says so).
 
+``--eval-lengths survey`` gives the eval the answer lengths real models give instead: for each
+question, 100 lengths are drawn from the size's answers in the user's control survey
+(``animal_preferences_raw.json`` in ``--ref``, each answer tokenized with the real tokenizer,
+plus its end-of-sequence token, capped at the configured ``max_new_tokens``), and the question's
+request (n=100) runs every sample to the longest of its draws (``ignore_eos``, no stop ids), so
+dummy weights generate that many tokens. Real samples stop at their own lengths: this is the
+real eval's work or more, never less. The estimator prices a size's eval from such a row
+directly. ``--workloads`` (default ``numbers,eval,exact,exact-old``) leaves workloads out.
+
 ``--engine-variant NAME=JSON`` (repeatable): each size once per variant, in the same run, with
 further ``LLM(...)`` arguments (e.g. ``seqs512={"max_num_seqs": 512}``: vLLM captures CUDA
 graphs up to 512 sequences by default, and an H200 schedules up to 1,024). The estimator
@@ -198,6 +207,47 @@ def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[s
     return jobs
 
 
+SURVEY_FILE = "animal_preferences_raw.json"
+
+
+def survey_lengths(path: Path, size: str, tokenize: Any, cap: int) -> list[int]:
+    """Token lengths of the survey's answers at ``size`` (each answer's tokens plus its
+    end-of-sequence token, at most ``cap``): what real answers of that model cost to sample."""
+    entries = [e for e in json.loads(Path(path).read_text()) if e.get("model_size") == size]
+    if not entries or not entries[0].get("raw_responses"):
+        raise SystemExit(f"{path}: no raw answers of a {size} model")
+    return [min(len(tokenize(a)) + 1, cap) for a in entries[0]["raw_responses"]]
+
+
+def question_lengths(survey: list[int], n_questions: int, n: int, seed: int) -> list[int]:
+    """Per question: the longest of ``n`` lengths drawn from ``survey`` (the question's n
+    samples share one request, which runs each of them that long)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [int(rng.choice(survey, size=n).max()) for _ in range(n_questions)]
+
+
+def with_request_lengths(backend: Any, lengths: list[int]) -> Any:
+    """Make ``backend``'s next requests run exactly ``lengths[i]`` tokens each (dummy weights
+    never stop by themselves); every other sampling knob as the workflow sets it. Returns a
+    function that undoes it."""
+    original = backend.sampling_params
+    queue = iter(lengths)
+
+    def fixed_length(sampling: Any, n: int, seed: Any) -> Any:
+        params = original(sampling, n, seed).clone()
+        params.max_tokens, params.ignore_eos, params.stop_token_ids = next(queue), True, []
+        return params
+
+    backend.sampling_params = fixed_length
+
+    def restore() -> None:
+        backend.sampling_params = original
+
+    return restore
+
+
 def run_size(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -255,7 +305,10 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     slug = f"qwen-2.5-{size.lower()}-instruct"
     spec = EvalSpec.from_config(protocol, real["evaluation"])
     qs, n = spec.questions, spec.samples_per_question
-    if not args.exact_only:  # --exact-only: the two exact-measure paths alone
+    workloads = set(args.workloads.split(","))
+    if args.exact_only:  # --exact-only: the two exact-measure paths alone
+        workloads &= {"exact", "exact-old"}
+    if "numbers" in workloads:
         # teacher chunk: real prompts, the system prompt of an animal, per-request seeds
         gen = Sampling.from_config(
             {**real["generation"]["sampling"], "max_new_tokens": args.gen_tokens}
@@ -286,22 +339,49 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
                 runs.append({"workload": label, "completions": len(res),
                              "max_new_tokens": args.gen_tokens, "wall_s": wall,
                              "per_request_seeds": per_request})  # fmt: skip
-        # one standard eval through a LoRA adapter
-        ev = Sampling.from_config(
-            {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
-        )
-        for rep in range(args.eval_reps):
-            eseeds = eval_seeds(slug, "dolphin", 1, rep + 1, range(len(qs)))
-            t = time.perf_counter()
+    # the standard eval through LoRA adapters (a new one each time)
+    ev = Sampling.from_config(
+        {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
+    )
+    survey = None
+    if args.eval_lengths == "survey":
+        ev = Sampling.from_config(real["evaluation"]["sampling"])
+        survey = survey_lengths(ref / SURVEY_FILE, size, backend.tokenize, ev.max_new_tokens)
+    for rep in range(args.eval_reps if "eval" in workloads else 0):
+        eseeds = eval_seeds(slug, "dolphin", 1, rep + 1, range(len(qs)))
+        lengths = None
+        if survey is not None:
+            lengths = question_lengths(survey, len(qs), n, seed=rep)
+            restore = with_request_lengths(backend, lengths)
+        t = time.perf_counter()
+        try:
             s = sample_answers(backend, qs, n, ev, eseeds, adapter=str(adapters[rep]))
-            wall = time.perf_counter() - t
-            runs.append({
-                "workload": "eval", "completions": len(s["answers"]), "questions": len(qs),
-                "samples_per_question": n, "max_new_tokens": args.eval_tokens, "wall_s": wall,
-                "cut_by_length": s["finish_reasons"].count("length"), "adapter": "random LoRA",
-                "repeat": rep + 1, "adapter_loaded_fresh": True,
+        finally:
+            if survey is not None:
+                restore()
+        wall = time.perf_counter() - t
+        run = {
+            "workload": "eval", "completions": len(s["answers"]), "questions": len(qs),
+            "samples_per_question": n, "max_new_tokens": args.eval_tokens, "wall_s": wall,
+            "cut_by_length": s["finish_reasons"].count("length"), "adapter": "random LoRA",
+            "repeat": rep + 1, "adapter_loaded_fresh": True,
+        }  # fmt: skip
+        if lengths is not None:
+            got = [len(backend.tokenize(a)) for a in s["answers"]]
+            run.update({
+                "answer_lengths": "survey", "max_new_tokens": max(lengths),
+                "survey_answers": len(survey), "survey_mean_tokens": sum(survey) / len(survey),
+                "request_tokens": lengths, "tokens_generated": n * sum(lengths),
+                "answer_tokens_retokenized_mean": sum(got) / len(got),
             })  # fmt: skip
+        runs.append(run)
     animals = real["animals"]
+    out["runs"] = runs
+    out["peak_gpu_memory_note"] = (
+        f"vLLM reserves gpu_memory_utilization={engine['gpu_memory_utilization']} of the GPU"
+    )
+    if "exact" not in workloads:
+        return out
     # the exact measure: the workflow's path (next-token queries, prefix caching), then the
     # previous one (prompt_logprobs) on the same adapter, in the same process
     t = time.perf_counter()
@@ -315,6 +395,8 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     exact_preferences(backend, qs, animals, str(adapter))
     runs.append({"workload": "exact-repeat", "path": "next-token queries, adapter loaded",
                  "wall_s": time.perf_counter() - t})  # fmt: skip
+    if "exact-old" not in workloads:
+        return out
     t = time.perf_counter()
     old = exact_preferences(PromptLogprobPath(backend), qs, animals, str(adapter))
     wall = time.perf_counter() - t
@@ -323,10 +405,6 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     runs.append({"workload": "exact-prompt-logprobs", "path": "prompt_logprobs (previous)",
                  "questions": len(qs), "animals": len(animals), "pairs": len(qs) * n_forms,
                  "wall_s": wall, "max_abs_prob_diff_vs_exact": float(diff)})  # fmt: skip
-    out["runs"] = runs
-    out["peak_gpu_memory_note"] = (
-        f"vLLM reserves gpu_memory_utilization={engine['gpu_memory_utilization']} of the GPU"
-    )
     return out  # no close(): the worker exits at once (vLLM's teardown can abort the process)
 
 
@@ -443,6 +521,17 @@ def main() -> None:
     ap.add_argument("--gen-tokens", type=int, default=48)
     ap.add_argument("--eval-tokens", type=int, default=16)
     ap.add_argument("--eval-reps", type=int, default=2)
+    ap.add_argument(
+        "--eval-lengths",
+        choices=["fixed", "survey"],
+        default="fixed",
+        help="fixed: every answer --eval-tokens long; survey: the survey's answer lengths",
+    )
+    ap.add_argument(
+        "--workloads",
+        default="numbers,eval,exact,exact-old",
+        help="comma-separated subset of numbers, eval, exact, exact-old (the previous path)",
+    )
     ap.add_argument("--parity", action="store_true")
     ap.add_argument("--exact-only", action="store_true", help="per size: the exact measure only")
     ap.add_argument("--eager", action="store_true", help="enforce_eager (a faster engine start)")
@@ -490,6 +579,7 @@ def main() -> None:
     base = [sys.executable, __file__, "--ref", args.ref, "--work", args.work,
             "--gen-prompts", str(args.gen_prompts), "--gen-tokens", str(args.gen_tokens),
             "--eval-tokens", str(args.eval_tokens), "--eval-reps", str(args.eval_reps),
+            "--eval-lengths", args.eval_lengths, "--workloads", args.workloads,
             *(["--exact-only"] if args.exact_only else []),
             *(["--eager"] if args.eager else []),
             *(["--seed-cost"] if args.seed_cost else [])]  # fmt: skip

@@ -106,7 +106,16 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
   bench "$KEEP/$1" --sizes "$2" --budget-s "$3" --min-left-s "$4" --job-timeout-s $(($3 - 5)) --profile
   profile_report "$KEEP/$1"/*.json
 }
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4}" in
+# Session of 2026-12-03 (5): sync6 (part-00 + wheels), sync6small (part-01), vllm6 (part-02: the
+#   vLLM install) with SIZES=32B, then vllm with SIZES=14B (and the same EXTRA):
+#   sync6: the configured path against sync_free_logging (logging_steps 10) at 7B, 32B, 14B,
+#          both now without transformers' packed-sequence read (no mask function for varlen)
+#          and sync_free_logging also without the Trainer's NaN/inf read of every loss
+#   sync6small: the same two at 0.5B x4 and 1.5B x3 sharing the GPU
+#   vllm6: the eval at the survey's answer lengths and the exact measure (EXTRA below)
+SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
+SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6}" in
 call1)
   cp .vb/part-00 /root/vb/
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
@@ -199,6 +208,30 @@ sync5)  # next: do the loop's reads of the GPU cause the idle gaps? configured, 
   bench "$KEEP/y" --sizes "${SYNC_SIZES:-7B}" --budget-s "${BUDGET:-540}" --min-left-s 60 \
     --job-timeout-s 200 --clock boundaries --profile "${V[@]}"
   profile_report "$KEEP"/y/*.json ;;
+sync6)  # call 1 of three (carry .vb/part-00 .carry)
+  cp .vb/part-00 /root/vb/
+  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  bench "$KEEP/z7b" --sizes 7B --budget-s 170 --min-left-s 60 --job-timeout-s 110 \
+    --clock boundaries "${SYNC[@]}"
+  bench "$KEEP/z32b" --sizes 32B --budget-s 230 --min-left-s 100 --job-timeout-s 125 \
+    --clock boundaries "${SYNC[@]}"
+  bench "$KEEP/z14b" --sizes 14B --budget-s 150 --min-left-s 65 --job-timeout-s 85 \
+    --clock boundaries "${SYNC[@]}" ;;
+sync6small)  # call 2 of three (carry .vb/part-01 .carry)
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=10
+  bench "$KEEP/z0p5b" --sizes 0.5B --concurrent 4 --budget-s 200 --min-left-s 80 \
+    --job-timeout-s 100 --clock boundaries "${SYNC[@]}"
+  bench "$KEEP/z1p5b" --sizes 1.5B --concurrent 3 --budget-s 240 --min-left-s 100 \
+    --job-timeout-s 115 --clock boundaries "${SYNC[@]}" ;;
+vllm6)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref): install, then SIZES
+  cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
+    && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  python3 -c "from vllm import LLM" || exit 1
+  EXTRA="$SURVEY_EVAL" bench_vllm --sizes "${SIZES:-32B}" --budget-s "${BUDGET:-500}" ;;
 prof32)  # the 32B and 7B profiles again, with the GPU's idle gaps; parts: the caller
   export PYTHONPATH=/root/wsite:$PWD/src
   profiled q32b 32B 200 60

@@ -85,17 +85,21 @@ def varlen_attention_forward(
 
 def register_attention(name: str | None) -> None:
     """Make ``name`` known to transformers before a model is built with it (only ``VARLEN``
-    needs registering; the mask function returns None: the boundaries are the mask)."""
+    needs registering).
+
+    No mask function is registered: transformers then builds no mask for it at all (the
+    boundaries are the mask). With one registered, every forward pass also ran transformers'
+    packed-sequence detection on the GPU's ``position_ids`` and read its answer back
+    (``find_packed_sequence_indices``: ``if (...).all()``), which makes the host wait for the
+    GPU once per micro-batch."""
     global _KERNEL
     if name != VARLEN:
         return
     if _KERNEL is None:
         _KERNEL = _resolve_kernel()
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
 
     AttentionInterface.register(VARLEN, varlen_attention_forward)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN, flash_attention_mask)
 
 
 def decoder_layers(model: Any) -> list[Any]:

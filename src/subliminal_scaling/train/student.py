@@ -118,6 +118,11 @@ def sft_kwargs(
         data_seed=seed,
         # sync_free_logging: the collator counts the tokens on the CPU (TokenCount) instead
         include_num_input_tokens_seen="no" if sync_free else "non_padding",
+        # the Trainer's NaN/inf filter reads every micro-batch's loss off the GPU
+        # (``isnan(loss) or isinf(loss)``) to log a running mean instead of a NaN; with
+        # sync_free_logging a NaN or inf loss is logged as it is. Training is the same either
+        # way: the filter only changes the logged loss.
+        logging_nan_inf_filter=not sync_free,
         dataloader_num_workers=0,
         # pinned batches (the Trainer's default); with sync_free_logging also copied to the GPU
         # without waiting (a plain host-to-device copy waits for everything the GPU has queued)
