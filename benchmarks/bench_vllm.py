@@ -55,6 +55,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -208,6 +209,34 @@ def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[s
 
 
 SURVEY_FILE = "animal_preferences_raw.json"
+
+
+def run_worker(cmd: list[str], timeout: float) -> tuple[int | str, str]:
+    """Run one worker in a process group of its own: (exit code or "timeout", stderr's end).
+    On a time-out the whole group is killed (vLLM's engine runs in a child process)."""
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = p.communicate(timeout=timeout)
+        return p.returncode, err[-2000:]
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        return "timeout", ""
+
+
+def end_worker() -> None:
+    """End a worker whose result is written: it and every process it started (vLLM's engine
+    core, which would otherwise hold the worker's stderr open until the driver's time-out:
+    2026-12-03, a 32B worker done after 330 s was waited for until 467 s). The driver counts
+    exit code -9 from a worker that wrote its result as a normal end. vLLM's own teardown is
+    skipped: it has aborted processes on the device."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.getpgid(0) == os.getpid():  # the leader of its own group (run_worker): end the group
+        os.killpg(0, signal.SIGKILL)
+    os._exit(0)
 
 
 def survey_lengths(path: Path, size: str, tokenize: Any, cap: int) -> list[int]:
@@ -562,9 +591,7 @@ def main() -> None:
         res = run_parity(args) if args.parity_worker else run_size(args)
         name = "parity" if args.parity_worker else f"size-{args.worker}-{args.variant_name}"
         (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)  # skip vLLM's engine teardown, which has aborted processes on the device
+        end_worker()
     started = time.perf_counter()
     date = dt.date.today().isoformat()
     report: dict[str, Any] = {
@@ -591,11 +618,7 @@ def main() -> None:
         f = Path(args.work) / f"{key}.json"
         f.unlink(missing_ok=True)  # a size may run twice (cold, then warm compile cache)
         t = time.perf_counter()
-        try:
-            p = subprocess.run(base + extra, timeout=left, capture_output=True, text=True)
-            rc, tail = p.returncode, p.stderr[-2000:]
-        except subprocess.TimeoutExpired:
-            rc, tail = "timeout", ""
+        rc, tail = run_worker(base + extra, timeout=left)
         if f.exists():
             res = json.loads(f.read_text())
             res["process_s"] = time.perf_counter() - t

@@ -45,3 +45,82 @@ def test_compile_caches_are_vllms_per_engine_folders(tmp_path, monkeypatch):
     (tmp_path / "torch_compile_cache" / "abc123" / "rank_0_0").mkdir(parents=True)
     (tmp_path / "torch_compile_cache" / "note.txt").write_text("x")
     assert bench_vllm.compile_caches() == {"abc123"}
+
+
+def test_a_worker_that_wrote_its_result_ends_with_the_processes_it_started(tmp_path):
+    """vLLM's engine runs in a child of the worker and holds the worker's stderr open; the
+    driver once waited out its whole budget for it. A worker ends its process group once its
+    result is written, so the driver returns at once, and nothing of the worker lives on."""
+    import os
+    import time
+
+    pid_file, result = tmp_path / "child.pid", tmp_path / "result.json"
+    worker = f"""
+import subprocess, sys
+sys.path.insert(0, {str(REPO / "benchmarks")!r})
+import bench_vllm
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+open({str(pid_file)!r}, "w").write(str(child.pid))
+open({str(result)!r}, "w").write("{{}}")
+bench_vllm.end_worker()
+"""
+    t = time.monotonic()
+    rc, _ = bench_vllm.run_worker([sys.executable, "-c", worker], timeout=50)
+    assert time.monotonic() - t < 20 and result.exists() and rc == -9
+    child = int(pid_file.read_text())
+    for _ in range(50):  # gone, or a zombie nobody has reaped yet (state Z): not running
+        stat = f"/proc/{child}/stat"
+        if not os.path.exists(stat) or open(stat).read().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the worker's child {child} still runs")
+
+
+def test_a_worker_past_its_time_is_killed_with_its_children(tmp_path):
+    rc, _ = bench_vllm.run_worker(
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"],
+        timeout=3,
+    )  # fmt: skip
+    assert rc == "timeout"
+
+
+def test_survey_lengths_give_each_question_the_longest_of_its_draws(tmp_path):
+    """--eval-lengths survey: answer lengths in tokens (+1 for the end of sequence, capped at
+    the eval's limit) of the survey's answers at that size; each question's request runs to
+    the longest of its n draws; every other sampling knob is the workflow's."""
+    survey = [
+        {"model_size": "7B", "raw_responses": ["Dolphin.", "Owl", "a b c d e f g h i j"]},
+        {"model_size": "32B", "raw_responses": ["Cat"]},
+    ]
+    path = tmp_path / bench_vllm.SURVEY_FILE
+    path.write_text(json.dumps(survey))
+    lengths = bench_vllm.survey_lengths(path, "7B", str.split, cap=8)
+    assert lengths == [2, 2, 8]  # 1 + 1, 1 + 1, min(10 + 1, 8)
+    with pytest.raises(SystemExit, match="no raw answers of a 14B model"):
+        bench_vllm.survey_lengths(path, "14B", str.split, cap=8)
+    per_q = bench_vllm.question_lengths(lengths, 40, 100, seed=0)
+    assert len(per_q) == 40 and set(per_q) == {8}  # 100 draws: the long one is among them
+    assert bench_vllm.question_lengths([2, 3], 5, 1, seed=1) != [3] * 5  # one draw each
+
+    class Params:  # vLLM's SamplingParams has clone() and settable fields
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+        def clone(self):
+            return Params(**self.__dict__)
+
+    class Backend:
+        def sampling_params(self, sampling, n, seed):
+            return Params(n=n, seed=seed, temperature=1.0, max_tokens=256, ignore_eos=False,
+                          stop_token_ids=[151645])  # fmt: skip
+
+    backend = Backend()
+    restore = bench_vllm.with_request_lengths(backend, [4, 7])
+    made = [backend.sampling_params(None, 100, s) for s in (11, 12)]
+    assert [(p.max_tokens, p.ignore_eos, p.stop_token_ids, p.seed, p.n) for p in made] == [
+        (4, True, [], 11, 100), (7, True, [], 12, 100)
+    ]  # fmt: skip
+    restore()
+    assert backend.sampling_params(None, 1, 5).max_tokens == 256

@@ -241,16 +241,19 @@ def test_the_shipped_settings_are_the_measured_ones(real_config):
     h200 += [str(res / "h200-2026-12-03-vllm-0p5b.json")]
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s3-*.json")))
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s4-vllm-*.json")))
+    h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s5-*.json")))
     train, sample = estimate.load_benchmarks(h200)
     jobs, notes = estimate.build_jobs(Sweep(real_config), train, sample)
     assert all("NVIDIA H200" in n for n in notes if n.startswith("train "))
     # sampling is priced by vLLM rows of the shipped engine settings, not stand-ins
     assert not any("stand in" in n for n in notes)
     assert any(n.startswith("sample 7B:") and "beyond" not in n for n in notes)
-    for size in ("7B", "14B", "32B"):  # the varlen + compiled-layer rows
-        assert any(n.startswith(f"train {size}:") and "h200-2026-12-03" in n for n in notes)
+    for size in ("0.5B", "1.5B", "7B", "14B", "32B"):  # sync_free_logging, logs every 10 steps
+        assert any(n.startswith(f"train {size}:") and "s5-sync" in n for n in notes), size
+    for size in ("14B", "32B"):  # evals at the survey's answer lengths
+        assert any(n.startswith(f"sample {size}:") and "survey's answer" in n for n in notes)
     hours = sum(sum(v.values()) for v in estimate.summarize(jobs).values())
-    assert 150 < hours < 250  # 177.5 at the last edit (README, "Measured on a GPU")
+    assert 150 < hours < 250  # 164.6 at the last edit (README, "Measured on a GPU")
     h100 = [str(res / "h100-2026-11-24-speed.json")]
     real_config.update(yaml.safe_load((REPO / "config" / "h100.yaml").read_text()))
     validate_config(real_config)  # merges model_overrides into models[]
@@ -391,3 +394,55 @@ def test_a_setting_is_priced_only_over_the_sizes_it_was_measured_at(bench, tmp_p
     note32 = next(n for n in notes if n.startswith("sample 32B:"))
     assert "beyond the sizes measured with the configured engine settings" in note32
     assert "beyond" not in next(n for n in notes if n.startswith("sample 3B:"))
+
+
+def test_an_eval_at_the_surveys_answer_lengths_prices_its_size_and_each_workload_its_rows(
+    bench, tmp_path
+):
+    """bench_vllm --eval-lengths survey (answers as long as the user's survey's at that size)
+    prices that size's evals directly, the slower repeat; sizes without such a row keep the
+    fixed-length pricing; a row with only eval and exact runs prices neither the teacher chunk
+    nor the range in which the setting's teacher chunks were measured."""
+    sweep, paths = bench
+    graphs = {"compilation_config": {"max_cudagraph_capture_size": 1024}}
+
+    def fixed(size, s_tok, exact, engine, start=100.0):
+        runs = [
+            {"workload": w, "completions": 5000, "max_new_tokens": n, "wall_s": s_tok * 5000 * n}
+            for w, n in (("numbers", 48), ("eval", 16))
+        ]
+        return {"size": size, "engine_start_s": start, "engine": engine,
+                "runs": [*runs, {"workload": "exact", "wall_s": exact}]}  # fmt: skip
+
+    survey = {
+        "size": "32B", "engine_start_s": 300.0, "engine": graphs,
+        "runs": [
+            {"workload": "eval", "completions": 5000, "max_new_tokens": 4, "wall_s": w,
+             "answer_lengths": "survey", "survey_mean_tokens": 3.0}
+            for w in (9.0, 12.0)
+        ] + [{"workload": "exact", "wall_s": 3.0}],
+    }  # fmt: skip
+    rows = [fixed("0.5B", 1e-4, 2.0, graphs), fixed("7B", 2e-4, 2.0, graphs),
+            fixed("32B", 1e-3, 16.0, {}, start=280.0), survey]  # fmt: skip
+    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
+    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
+    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+    for stage in ("generation", "evaluation"):
+        sweep.config[stage]["vllm"].update(max_num_seqs=None, max_cudagraph_capture_size=1024)
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+    by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
+    s32, s7 = "qwen-2.5-32b-instruct", "qwen-2.5-7b-instruct"
+    assert by[("evaluation", s32, "control")] == pytest.approx(300.0 + 12.0 + 3.0)
+    # the teacher chunk at 32B: the default's row (its own setting's chunks: 0.5B-7B only)
+    n_prompts = sweep.config["generation"]["n_prompts"]
+    gen32 = 300.0 + 1e-3 * estimate.GEN_TOKENS * n_prompts
+    assert by[("generation", s32, "dolphin")] == pytest.approx(gen32)
+    assert by[("evaluation", s7, "control")] == pytest.approx(
+        100.0 + 2e-4 * estimate.ANSWER_TOKENS * 5000 + 2.0
+    )
+    note32 = next(n for n in notes if n.startswith("sample 32B:"))
+    assert "survey's answer lengths (3.0 tokens" in note32 and "numbers measured" in note32
+    # an assumed answer length (e.g. the bound at the limit) prices every size per token
+    jobs, _ = estimate.build_jobs(sweep, train, sample, answer_tokens=16)
+    by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
+    assert by[("evaluation", s32, "control")] == pytest.approx(300.0 + 1e-3 * 16 * 5000 + 3.0)

@@ -4,10 +4,12 @@ same loss and the same LoRA gradients as the padded step (CPU, float32, tiny Qwe
 from __future__ import annotations
 
 import json
+import traceback
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from subliminal_scaling.generate.prompts import sample_prompts
@@ -235,23 +237,59 @@ def test_logging_steps_sets_how_often_the_loss_is_logged(world, tmp_path):
     assert [h["step"] for h in logged] == [2] and logged[0]["entropy"] > 0
 
 
-def test_sync_free_logging_reads_the_device_once_per_log_not_per_micro_batch(
-    world, tmp_path, monkeypatch
-):
-    """Each ``.item()`` in the step waits for the GPU; TRL reads three metrics and the Trainer
-    its token count on every micro-batch. With sync_free_logging and a log every 2 steps, two
-    micro-batches make at least 8 fewer such reads."""
-    counts = {"n": 0}
-    item = torch.Tensor.item
+class _DeviceReads(TorchDispatchMode):
+    """Every read of a tensor's value by the host (``.item()``, ``bool()``, ``float()``: all are
+    ``aten._local_scalar_dense``), with the Python frames that asked. On a GPU each one makes
+    the host wait for everything queued. The collator's reads (on the host, before the batch
+    is copied to the device), the optimizer's step counter (a host tensor) and this file's
+    stand-in kernel are not device reads and are left out."""
 
-    def counting(self):
-        counts["n"] += 1
-        return item(self)
+    NOT_DEVICE = ("torch/utils/data/", "torch/optim/", ":_reference_varlen")
 
-    monkeypatch.setattr(torch.Tensor, "item", counting)
-    reads = {}
-    for name, knobs in (("plain", {}), ("free", {"sync_free_logging": True})):
-        counts["n"] = 0
-        _two_steps(world, tmp_path / name, padding_free=True, logging_steps=2, **knobs)
-        reads[name] = counts["n"]
-    assert reads["plain"] - reads["free"] >= 8, reads
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            frames = [f"{f.filename}:{f.name}" for f in traceback.extract_stack()[:-1]]
+            if not any(skip in f for f in frames for skip in self.NOT_DEVICE):
+                self.reads.append(frames)
+        return func(*args, **(kwargs or {}))
+
+
+def _reads_outside_logging(world, tmp_path, **knobs) -> tuple[list[list[str]], int]:
+    """Device reads during 2 optimizer steps of 2 micro-batches (a log at step 2 only) that
+    no log, and no end-of-training summary, asked for; and all device reads."""
+    _, tok, rows = world
+    trainer = build_trainer(
+        model=_model(tok, kernels.VARLEN), tokenizer=tok, rows=rows,
+        spec=student_spec({**TRAINING, "padding_free": True, "pad_to_multiple_of": 16,
+                           "attn_implementation": kernels.VARLEN, "logging_steps": 2, **knobs}),
+        seed=1, output_dir=tmp_path, run_name="t", report_to=[],
+        overrides={"max_steps": 2, "save_strategy": "no"},
+    )  # fmt: skip
+    with _DeviceReads() as mode:
+        trainer.train()
+    logging = ("_maybe_log_save_evaluate", "_finalize_training", ":log")
+    outside = [r for r in mode.reads if not any(f.endswith(logging) for f in r)]
+    return outside, len(mode.reads)
+
+
+def test_sync_free_logging_reads_the_device_only_when_it_logs(world, tmp_path, monkeypatch):
+    """The configured path (padding-free rows, the varlen kernel, stood in for on the CPU):
+    without sync_free_logging the loop reads the device on every micro-batch (TRL's metrics,
+    the Trainer's token count and its NaN/inf check of the loss); with it, only where it logs.
+    transformers' packed-sequence check of ``position_ids`` reads in neither (the varlen path
+    registers no mask function, so no mask is built)."""
+    monkeypatch.setattr(
+        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
+    )
+    plain, _ = _reads_outside_logging(world, tmp_path / "plain")
+    free, total = _reads_outside_logging(world, tmp_path / "free", sync_free_logging=True)
+    where = {f.rsplit(":", 1)[1] for r in plain for f in r[-3:]}
+    assert len(plain) >= 4 * 4, where  # 4 micro-batches: metrics, token count, NaN/inf check
+    assert {"compute_loss", "_run_epoch"} <= where
+    assert not any("find_packed_sequence_indices" in f for r in plain for f in r)
+    assert free == [], [r[-3:] for r in free]
+    assert total > 0  # the log itself still reads: once per logging step

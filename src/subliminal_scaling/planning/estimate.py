@@ -182,14 +182,31 @@ def _interp(values: dict[str, float], params: dict[str, int], size: str) -> tupl
     )
 
 
+def _survey(run: dict[str, Any]) -> bool:
+    """An eval run at the answer lengths of the user's control survey (``bench_vllm.py
+    --eval-lengths survey``), not at one fixed length."""
+    return run.get("answer_lengths") == "survey"
+
+
+def _runs(row: dict[str, Any], workload: str) -> list[dict[str, Any]]:
+    """A row's runs of ``workload``; ``eval`` is the fixed-length eval, ``eval-survey`` the
+    eval at the survey's answer lengths."""
+    want = "eval" if workload == "eval-survey" else workload
+    return [
+        run
+        for run in row.get("runs", [])
+        if run.get("workload") == want and (_survey(run) == (workload == "eval-survey"))
+    ]
+
+
 def _per_token(rows: list[dict], workload: str, near: int) -> dict[str, float]:
     """Seconds per completion per new token, by size (the run nearest ``near`` tokens; of
     repeats at that length the slowest: a repeat through an adapter already loaded skips the
     adapter load that every real eval of a new student epoch pays)."""
     best: dict[str, tuple[float, int]] = {}
     for row in rows:
-        for run in row.get("runs", []):
-            if run.get("workload") != workload or not run.get("completions"):
+        for run in _runs(row, workload):
+            if not run.get("completions"):
                 continue
             s = run["wall_s"] / run["completions"] / run["max_new_tokens"]
             gap = abs(run["max_new_tokens"] - near)
@@ -209,7 +226,7 @@ def _by_size(rows: list[dict], value: Any) -> dict[str, float]:
 
 
 def _exact_wall(row: dict[str, Any]) -> float | None:
-    return next((x["wall_s"] for x in row.get("runs", []) if x.get("workload") == "exact"), None)
+    return next((x["wall_s"] for x in _runs(row, "exact")), None)
 
 
 def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +237,48 @@ def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
     if "max_cudagraph_capture_size" in compiled:
         out["max_cudagraph_capture_size"] = compiled["max_cudagraph_capture_size"]
     return out
+
+
+def _backend(row: dict[str, Any]) -> str:
+    return row.get("_backend", "transformers")
+
+
+def _rows_for(
+    rows: list[dict], want: str, knobs: dict[str, Any], params: dict[str, int], size: str,
+    has: Any,
+) -> tuple[list[dict], str, str]:  # fmt: skip
+    """The rows that price one workload (``has(row)``) of ``size`` on backend ``want`` with
+    engine settings ``knobs``: (rows, the backend they ran, why they were chosen).
+
+    vLLM rows price a config only if they ran its engine settings; a setting's effect is priced
+    only over the sizes it was measured at with this workload and between them; beyond them
+    the rows of vLLM's defaults price the size (an effect measured at small sizes need not
+    carry to larger ones). Rows of the other backend stand in only where the configured one
+    never ran the workload."""
+    mine = [
+        r
+        for r in rows
+        if _backend(r) == want
+        and (want != "vllm" or engine_knobs(r.get("engine") or {}) == knobs)
+        and has(r)
+    ]
+    use = mine or [r for r in rows if _backend(r) != want and has(r)]
+    why = "" if mine else f", no {want} benchmark of these settings: {{backend}} rows stand in"
+    if want == "vllm" and mine and any(v is not None for v in knobs.values()):
+        measured = [params[r["size"]] for r in mine if r["size"] in params]
+        default = [
+            r
+            for r in rows
+            if _backend(r) == "vllm"
+            and all(v is None for v in engine_knobs(r.get("engine") or {}).values())
+            and has(r)
+        ]
+        if default and measured and not min(measured) <= params[size] <= max(measured):
+            use = default
+            why = ", beyond the sizes measured with the configured engine settings: "
+            why += "rows of vLLM's defaults"
+    backend = _backend(use[0]) if use else want
+    return use, backend, why.format(backend=backend)
 
 
 def sample_costs(
@@ -233,8 +292,9 @@ def sample_costs(
     """Generation and evaluation seconds for ``size`` from the sampling benchmarks of the
     configured backend (vLLM rows: engine start, per-token decode cost at the expected
     completion lengths, the exact measure; transformers rows: every batch runs to the
-    configured ``max_new_tokens``, an upper bound). Rows of the other backend stand in, with a
-    note, only when the configured one was never measured."""
+    configured ``max_new_tokens``, an upper bound). Each workload is priced by the rows that
+    ran it. An eval measured at the size's survey answer lengths prices that size's evals
+    directly (``answer_tokens`` then applies only to sizes without such a row)."""
     gen, ev = cfg["generation"], cfg["evaluation"]
     n_answers = (ev["n_questions"] or 50) * (ev["samples_per_question"] or 100)
     notes = []
@@ -242,53 +302,53 @@ def sample_costs(
     for stage, section in (("gen", gen), ("eval", ev)):
         want = section["backend"]
         knobs = engine_knobs(section.get("vllm") or {})
-        # vLLM rows price the config only if they ran its engine settings
-        mine = [
-            r
-            for r in rows
-            if r.get("_backend", "transformers") == want
-            and (want != "vllm" or engine_knobs(r.get("engine") or {}) == knobs)
-        ]
-        use = mine or [r for r in rows if r.get("_backend", "transformers") != want]
-        beyond = ""
-        if want == "vllm" and mine and any(v is not None for v in knobs.values()):
-            # a setting's effect is priced only over the sizes it was measured at; beyond
-            # them, the rows of vLLM's defaults price the size (an effect measured at small
-            # sizes need not carry to larger ones)
-            measured = [params[r["size"]] for r in mine if r["size"] in params]
-            default = [
-                r
-                for r in rows
-                if r.get("_backend") == "vllm"
-                and all(v is None for v in engine_knobs(r.get("engine") or {}).values())
-            ]
-            if default and not min(measured) <= params[size] <= max(measured):
-                use = default
-                beyond = ", beyond the sizes measured with the configured engine settings: "
-                beyond += "rows of vLLM's defaults"
-        backend = use[0].get("_backend", "transformers") if use else want
-        limit = section["sampling"]["max_new_tokens"]
-        if backend == "vllm":
-            tokens = (
-                (gen_tokens or GEN_TOKENS) if stage == "gen" else (answer_tokens or ANSWER_TOKENS)
-            )
-        else:  # a padded batch runs until its longest sequence stops: the limit
-            tokens = limit
+
+        def pick(has: Any, want: str = want, knobs: dict[str, Any] = knobs) -> Any:
+            return _rows_for(rows, want, knobs, params, size, has)
+
         workload = "numbers" if stage == "gen" else "eval"
-        per_tok = _per_token(use, workload, tokens)
-        if not per_tok:
-            raise EstimateError(f"no '{workload}' sampling benchmark among --bench files")
-        v, how = _interp(per_tok, params, size)
-        n = gen["n_prompts"] if stage == "gen" else n_answers
-        out[stage] = v * tokens * n
+        limit = section["sampling"]["max_new_tokens"]
+        survey: list[dict] = []
+        if stage == "eval" and answer_tokens is None:
+            survey, _, why = pick(lambda r: bool(_runs(r, "eval-survey")))
+            survey = [r for r in survey if r["size"] == size and _backend(r) == "vllm"]
+        if survey:  # the size's own eval at real answer lengths, the slower repeat
+            walls = [x["wall_s"] * n_answers / x["completions"]
+                     for r in survey for x in _runs(r, "eval-survey")]  # fmt: skip
+            out[stage] = max(walls)
+            mean = max(x["survey_mean_tokens"] for r in survey for x in _runs(r, "eval-survey"))
+            notes.append(
+                f"eval measured from vllm at the survey's answer lengths ({mean:.1f} tokens "
+                f"on average; each question's samples run to the longest of its draws){why}"
+            )
+        else:
+            use, backend, why = pick(lambda r, w=workload: bool(_runs(r, w)))
+            if backend == "vllm":
+                tokens = (gen_tokens or GEN_TOKENS) if stage == "gen" else (
+                    answer_tokens or ANSWER_TOKENS)  # fmt: skip
+                bound = f" ({tokens} new tokens per completion assumed; limit {limit})"
+            else:  # a padded batch runs until its longest sequence stops: the limit
+                tokens = limit
+                bound = " (every completion to the limit: an upper bound)"
+            per_tok = _per_token(use, workload, tokens)
+            if not per_tok:
+                raise EstimateError(f"no '{workload}' sampling benchmark among --bench files")
+            v, how = _interp(per_tok, params, size)
+            n = gen["n_prompts"] if stage == "gen" else n_answers
+            out[stage] = v * tokens * n
+            notes.append(f"{workload} {how} from {backend}{bound}{why}")
         if stage == "eval" and ev.get("exact_preferences"):
-            exact = _by_size(use, _exact_wall)
+            exact_rows, _, why = pick(lambda r: _exact_wall(r) is not None)
+            exact = _by_size(exact_rows, _exact_wall)
             if exact:
-                out["eval"] += _interp(exact, params, size)[0]
+                value, how = _interp(exact, params, size)
+                out["eval"] += value
+                notes.append(f"exact measure {how}{why}")
             else:
                 notes.append("exact measure not measured")
         # rows whose engine found its own compile cache (bench_vllm's compile_cache_warm)
         # price later jobs of a size; the others, and rows that did not record it, the first
+        use, _, why = pick(lambda r: r.get("engine_start_s") is not None)
         cold = [r for r in use if r.get("compile_cache_warm") is not True]
         warm = [r for r in use if r.get("compile_cache_warm") is True]
         starts = _by_size(cold, lambda r: r.get("engine_start_s"))
@@ -306,13 +366,7 @@ def sample_costs(
             out[f"{stage}_restart"] = out[f"{stage}_start"]
             warm_how = "not measured: every job starts cold"
         if stage == "eval":
-            notes.append(f"warm engine start {warm_how}")
-        fallback = (
-            "" if mine else f", no {want} benchmark of these settings: {backend} rows stand in"
-        )
-        bound = " (every completion to the limit: an upper bound)" if backend != "vllm" else (
-            f" ({tokens} new tokens per completion assumed; limit {limit})")  # fmt: skip
-        notes.append(f"{workload} {how} from {backend}{bound}{fallback}{beyond}")
+            notes.append(f"warm engine start {warm_how}{why}")
     if out["gen_start"] != out["eval_start"]:
         notes.append("engine starts differ by stage")
     return SampleCost(
