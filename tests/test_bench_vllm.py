@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,6 @@ def test_a_worker_that_wrote_its_result_ends_with_the_processes_it_started(tmp_p
     """vLLM's engine runs in a child of the worker and holds the worker's stderr open; the
     driver once waited out its whole budget for it. A worker ends its process group once its
     result is written, so the driver returns at once, and nothing of the worker lives on."""
-    import os
     import time
 
     pid_file, result = tmp_path / "child.pid", tmp_path / "result.json"
@@ -69,8 +69,8 @@ bench_vllm.end_worker()
     assert time.monotonic() - t < 20 and result.exists() and rc == -9
     child = int(pid_file.read_text())
     for _ in range(50):  # gone, or a zombie nobody has reaped yet (state Z): not running
-        stat = f"/proc/{child}/stat"
-        if not os.path.exists(stat) or open(stat).read().rsplit(")", 1)[1].split()[0] == "Z":
+        stat = Path(f"/proc/{child}/stat")
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
             break
         time.sleep(0.1)
     else:
