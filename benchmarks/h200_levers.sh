@@ -113,6 +113,13 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
 #          and sync_free_logging also without the Trainer's NaN/inf read of every loss
 #   sync6small: the same two at 0.5B x4 and 1.5B x3 sharing the GPU
 #   vllm6: the eval at the survey's answer lengths and the exact measure (EXTRA below)
+# What ran (one machine, back to back): sync6, sync6small, vllm6 with SIZES=32B BUDGET=470, then
+#   on the warm machine: python3 benchmarks/bench_vllm.py --ref .carry/ref --out $OUT/b
+#   --work /tmp/bv14 --sizes 14B --budget-s 300 --eval-lengths survey --workloads eval,exact
+#   --eval-reps 2 (PYTHONPATH=/root/vsite:/root/wsite:$PWD/src)
+# Next (not run yet): the survey-length eval at 7B and 0.5B (vllm with SIZES=7B,0.5B and
+#   EXTRA="$SURVEY_EVAL"), and sync6-style rows at 3B x2 (bench --sizes 3B --concurrent 2
+#   "${SYNC[@]}")
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
 case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6}" in
