@@ -355,6 +355,16 @@ def test_vllm_rows_price_only_the_engine_settings_they_ran(bench, tmp_path):
     assert knobs == {"max_num_seqs": None, "max_cudagraph_capture_size": 1024}
 
 
+def _with_graphs_rows(sweep: Sweep, paths, tmp_path, rows: list[dict]):
+    """The bench fixture's files plus these vLLM rows; the config set to the shipped engine
+    setting (CUDA graphs up to 1,024 sequences)."""
+    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
+    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
+    for stage in ("generation", "evaluation"):
+        sweep.config[stage]["vllm"].update(max_num_seqs=None, max_cudagraph_capture_size=1024)
+    return estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+
+
 def test_a_setting_is_priced_only_over_the_sizes_it_was_measured_at(bench, tmp_path):
     """An engine setting measured at 0.5B and 7B prices 3B from those rows, but not 32B: beyond
     the measured sizes the rows of vLLM's defaults price it (a gain measured on small models
@@ -371,11 +381,7 @@ def test_a_setting_is_priced_only_over_the_sizes_it_was_measured_at(bench, tmp_p
 
     rows = [row("0.5B", 2.0, graphs), row("7B", 4.0, graphs), row("0.5B", 3.0, {}),
             row("7B", 6.0, {}), row("32B", 30.0, {})]  # fmt: skip
-    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
-    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
-    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
-    for stage in ("generation", "evaluation"):
-        sweep.config[stage]["vllm"].update(max_num_seqs=None, max_cudagraph_capture_size=1024)
+    train, sample = _with_graphs_rows(sweep, paths, tmp_path, rows)
     jobs, notes = estimate.build_jobs(sweep, train, sample)
 
     def control_eval(slug):
@@ -424,11 +430,7 @@ def test_an_eval_at_the_surveys_answer_lengths_prices_its_size_and_each_workload
     }  # fmt: skip
     rows = [fixed("0.5B", 1e-4, 2.0, graphs), fixed("7B", 2e-4, 2.0, graphs),
             fixed("32B", 1e-3, 16.0, {}, start=280.0), survey]  # fmt: skip
-    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
-    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
-    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
-    for stage in ("generation", "evaluation"):
-        sweep.config[stage]["vllm"].update(max_num_seqs=None, max_cudagraph_capture_size=1024)
+    train, sample = _with_graphs_rows(sweep, paths, tmp_path, rows)
     jobs, notes = estimate.build_jobs(sweep, train, sample)
     by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
     s32, s7 = "qwen-2.5-32b-instruct", "qwen-2.5-7b-instruct"
