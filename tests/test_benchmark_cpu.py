@@ -24,7 +24,9 @@ def test_bench_train_runs_on_a_tiny_shape(tmp_path):
          "--warmup", "1", "--steps", "2", "--out", str(tmp_path),
          # Liger needs Triton (CUDA) and flex attention compiles for the GPU: the rest of the
          # configured path (padding-free, bucketed lengths) runs here as on the GPU
-         "--set", "liger_kernel=false", "--set", "attn_implementation=sdpa"],
+         "--set", "liger_kernel=false", "--set", "attn_implementation=sdpa",
+         # a loss at every step: the shipped log every 10 steps logs none in 3
+         "--set", "logging_steps=1"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )  # fmt: skip
