@@ -26,6 +26,8 @@ TRAINING = {
     "lr_scheduler": "linear", "warmup_steps": 2, "adam_beta1": 0.9, "adam_beta2": 0.999,
     "adam_epsilon": 1e-8, "weight_decay": 0.0, "max_grad_norm": 1.0, "bf16": False,
     "max_length": 128, "gradient_checkpointing": False, "attn_implementation": "sdpa",
+    # the shipped loop: the token count kept on the host, saved in each checkpoint
+    "sync_free_logging": True, "logging_steps": 2,
     "lora": {"r": 8, "alpha": 8, "dropout": 0.0,
              "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                 "down_proj"]},
@@ -155,3 +157,6 @@ def test_killed_student_resumes_to_the_same_result(setup, uninterrupted, kill_at
     assert not (out / "trainer").exists()
     assert summary["steps"] == clean_summary["steps"] == TRAINING["epochs"] * STEPS_PER_EPOCH
     assert _adapters(out) == _adapters(clean_dir)
+    # every token trained on, counted once: the resumed count continues the checkpoint's
+    assert summary["tokens_seen"] == clean_summary["tokens_seen"] > 0
+    assert summary["tokens_this_run"] < clean_summary["tokens_this_run"]

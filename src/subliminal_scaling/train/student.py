@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +201,19 @@ def _epoch_of(checkpoint: Path) -> int:
 class TokenCount:
     """Non-pad tokens of every micro-batch the collator builds, counted on the CPU where the
     batch is made (no read of the GPU): this run's tokens (a resumed run counts from its
-    restart), for the throughput log and the summary."""
+    restart), for the throughput log and the summary. ``per_batch`` holds the counts of the
+    batches built but not yet trained on (the data loader builds ahead), oldest first."""
 
     def __init__(self, collate: Any, pad_id: int | None) -> None:
         self.collate, self.pad_id, self.tokens = collate, pad_id, 0
+        self.per_batch: deque[int] = deque()
 
     def __call__(self, features: Any) -> Any:
         batch = self.collate(features)
         ids = batch["input_ids"]
-        self.tokens += int((ids != self.pad_id).sum()) if self.pad_id is not None else ids.numel()
+        n = int((ids != self.pad_id).sum()) if self.pad_id is not None else ids.numel()
+        self.tokens += n
+        self.per_batch.append(n)
         return batch
 
 
@@ -285,6 +290,15 @@ def sync_free_trainer(base: type) -> type:
             ])  # fmt: skip
             self._pending = stats if self._pending is None else self._pending + stats
             return loss
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            # the Trainer's own token count, kept from the collator's count of this batch
+            # (host numbers; the Trainer's count reads the GPU), so it is saved in every
+            # checkpoint and a resumed student's total stays right
+            counts = getattr(getattr(self, "token_count", None), "per_batch", None)
+            if counts:
+                self.state.num_input_tokens_seen += counts.popleft()
+            return super().training_step(model, inputs, num_items_in_batch)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if self._pending is not None and self.model.training:
