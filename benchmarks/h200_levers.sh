@@ -117,9 +117,11 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
 #   on the warm machine: python3 benchmarks/bench_vllm.py --ref .carry/ref --out $OUT/b
 #   --work /tmp/bv14 --sizes 14B --budget-s 300 --eval-lengths survey --workloads eval,exact
 #   --eval-reps 2 (PYTHONPATH=/root/vsite:/root/wsite:$PWD/src)
-# Next (not run yet): the survey-length eval at 7B and 0.5B (vllm with SIZES=7B,0.5B and
-#   EXTRA="$SURVEY_EVAL"), and sync6-style rows at 3B x2 (bench --sizes 3B --concurrent 2
-#   "${SYNC[@]}")
+# Next (not run yet): the survey-length eval at 3B (vllm with SIZES=3B and EXTRA="$SURVEY_EVAL";
+#   the survey's 3B answers are at most 5 tokens; at 7B, 1.5B and 0.5B its longest answers, 19-65
+#   tokens, make each question's maximum about 16-60 tokens, so this measure would not lower
+#   their price), a warm start with the shipped engine settings (a size named twice in SIZES),
+#   and sync6-style rows at 3B x2 (bench --sizes 3B --concurrent 2 "${SYNC[@]}")
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
 case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6}" in
