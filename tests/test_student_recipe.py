@@ -51,16 +51,22 @@ def test_training_arguments_carry_the_recipe(real_config, tmp_path, slug):
 
 
 def test_sync_free_logging_stops_the_loop_waiting_for_the_gpu(real_config, tmp_path):
-    """Off (shipped): the Trainer counts tokens on the GPU and copies batches as it always did.
-    On: no GPU token count, pinned batches copied without waiting, logging as configured."""
+    """On (shipped at 7B): no GPU token count, no NaN/inf check of every loss, pinned batches
+    copied without waiting, a log every 10 steps. Off (3B, the H100 file): the Trainer counts
+    tokens on the GPU, filters NaN losses and copies batches as it always did."""
     slug = "qwen-2.5-7b-instruct"
-    off = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
-    assert off.include_num_input_tokens_seen == "non_padding" and off.logging_steps == 1
-    assert off.accelerator_config.non_blocking is False
-    real_config["training"].update(sync_free_logging=True, logging_steps=10)
     on = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
     assert on.include_num_input_tokens_seen in ("no", False) and on.logging_steps == 10
+    assert on.logging_nan_inf_filter is False
     assert on.accelerator_config.non_blocking is True
+    # 3B keeps the old loop (not measured with it), over the sweep-wide setting
+    three_b = sft_config(**_kwargs(real_config, "qwen-2.5-3b-instruct", tmp_path, use_cpu=True))
+    assert three_b.logging_steps == 1 and three_b.logging_nan_inf_filter is True
+    real_config["training"].update(sync_free_logging=False, logging_steps=1)
+    off = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
+    assert off.include_num_input_tokens_seen == "non_padding" and off.logging_steps == 1
+    assert off.logging_nan_inf_filter is True
+    assert off.accelerator_config.non_blocking is False
     # pinned memory (the arguments turn it off on a CPU, so check the GPU run's kwargs)
     gpu_run = sft_kwargs(**_kwargs(real_config, slug, tmp_path, use_cpu=False))
     assert gpu_run["dataloader_pin_memory"] is True
