@@ -507,8 +507,6 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     timed_s = clock.t[last] - clock.t[w]
     tokens = clock.tokens[last] - clock.tokens[w]
     timed_micro = [m for m in micro if w <= m[0] < last]
-    if tokens == 0:  # the trainer counts none (sync_free_logging): the micro-batches' count
-        tokens = sum(int(m[1]) for m in timed_micro)
     step_s = [clock.t[k] - clock.t[k - 1] for k in range(w + 1, last + 1)]
     real = sum(int(m[1]) for m in timed_micro)
     slots = sum(m[2] for m in timed_micro)

@@ -229,7 +229,7 @@ def run_worker(cmd: list[str], timeout: float) -> tuple[int | str, str]:
 def end_worker() -> None:
     """End a worker whose result is written: it and every process it started (vLLM's engine
     core, which would otherwise hold the worker's stderr open until the driver's time-out:
-    2026-12-03, a 32B worker done after 330 s was waited for until 467 s). The driver counts
+    2026-12-03, a 32B worker done after about 333 s was waited for until 467 s). The driver counts
     exit code -9 from a worker that wrote its result as a normal end. vLLM's own teardown is
     skipped: it has aborted processes on the device."""
     sys.stdout.flush()

@@ -311,7 +311,7 @@ def sample_costs(
         survey: list[dict] = []
         if stage == "eval" and answer_tokens is None:
             survey, _, why = pick(lambda r: bool(_runs(r, "eval-survey")))
-            survey = [r for r in survey if r["size"] == size and _backend(r) == "vllm"]
+            survey = [r for r in survey if r["size"] == size and _backend(r) == want]
         if survey:  # the size's own eval at real answer lengths, the slower repeat
             walls = [x["wall_s"] * n_answers / x["completions"]
                      for r in survey for x in _runs(r, "eval-survey")]  # fmt: skip

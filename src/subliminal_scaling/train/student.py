@@ -201,26 +201,27 @@ def _epoch_of(checkpoint: Path) -> int:
 class TokenCount:
     """Non-pad tokens of every micro-batch the collator builds, counted on the CPU where the
     batch is made (no read of the GPU): this run's tokens (a resumed run counts from its
-    restart), for the throughput log and the summary. ``per_batch`` holds the counts of the
-    batches built but not yet trained on (the data loader builds ahead), oldest first."""
+    restart), for the summary. With ``per_batch`` (sync_free_logging, whose trainer takes its
+    token count from it) it also holds the counts of the batches built but not yet trained on
+    (the data loader builds ahead), oldest first."""
 
-    def __init__(self, collate: Any, pad_id: int | None) -> None:
+    def __init__(self, collate: Any, pad_id: int | None, per_batch: bool = False) -> None:
         self.collate, self.pad_id, self.tokens = collate, pad_id, 0
-        self.per_batch: deque[int] = deque()
+        self.per_batch: deque[int] | None = deque() if per_batch else None
 
     def __call__(self, features: Any) -> Any:
         batch = self.collate(features)
         ids = batch["input_ids"]
         n = int((ids != self.pad_id).sum()) if self.pad_id is not None else ids.numel()
         self.tokens += n
-        self.per_batch.append(n)
+        if self.per_batch is not None:
+            self.per_batch.append(n)
         return batch
 
 
-def throughput_callback(tokens: Any = None) -> Any:
+def throughput_callback() -> Any:
     """A callback adding ``tokens_per_s`` (non-pad tokens since the last log / seconds) to
-    every log entry. Put first among the callbacks, so the wandb callback logs it too.
-    ``tokens``: a ``TokenCount`` (else the trainer's ``num_input_tokens_seen``)."""
+    every log entry. Put first among the callbacks, so the wandb callback logs it too."""
     from transformers import TrainerCallback
 
     class ThroughputLog(TrainerCallback):
@@ -228,11 +229,10 @@ def throughput_callback(tokens: Any = None) -> Any:
             self._last: tuple[float, int] | None = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            seen = tokens.tokens if tokens is not None else state.num_input_tokens_seen
-            now, tokens_now = time.time(), int(seen)
+            now, tokens = time.time(), int(state.num_input_tokens_seen)
             if logs is not None and self._last is not None and now > self._last[0]:
-                logs["tokens_per_s"] = (tokens_now - self._last[1]) / (now - self._last[0])
-            self._last = (now, tokens_now)
+                logs["tokens_per_s"] = (tokens - self._last[1]) / (now - self._last[0])
+            self._last = (now, tokens)
 
     return ThroughputLog()
 
@@ -295,9 +295,7 @@ def sync_free_trainer(base: type) -> type:
             # the Trainer's own token count, kept from the collator's count of this batch
             # (host numbers; the Trainer's count reads the GPU), so it is saved in every
             # checkpoint and a resumed student's total stays right
-            counts = getattr(getattr(self, "token_count", None), "per_batch", None)
-            if counts:
-                self.state.num_input_tokens_seen += counts.popleft()
+            self.state.num_input_tokens_seen += self.token_count.per_batch.popleft()
             return super().training_step(model, inputs, num_items_in_batch)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -365,10 +363,9 @@ def build_trainer(
         callbacks=callbacks or [],
     )
     # the tokens each micro-batch brings, counted where the collator builds it (CPU)
-    trainer.token_count = TokenCount(trainer.data_collator, tokenizer.pad_token_id)
+    trainer.token_count = TokenCount(trainer.data_collator, tokenizer.pad_token_id, sync_free)
     trainer.data_collator = trainer.token_count
-    counted = trainer.token_count if sync_free else None
-    trainer.callback_handler.callbacks.insert(0, throughput_callback(counted))
+    trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if training.get("compile_layers"):
         n = compile_decoder_layers(trainer.model, backend=compile_backend)
         log.info("compiled %d decoder layers (regional torch.compile)", n)
@@ -526,7 +523,7 @@ def train_student(
             * trainer.args.gradient_accumulation_steps
             * max(1, trainer.args.world_size)
         ),
-        "tokens_seen": int(state.num_input_tokens_seen) or tokens,
+        "tokens_seen": int(state.num_input_tokens_seen),
         "tokens_this_run": tokens,
         "non_pad_tokens_per_s": tokens / wall if wall > 0 else None,
         "wall_time_s": wall,
