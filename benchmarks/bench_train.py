@@ -307,6 +307,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoTokenizer, TrainerCallback
 
     from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
+    from subliminal_scaling.train.prefix import saved_tokens
     from subliminal_scaling.train.student import build_trainer, set_cuda_allocator
 
     size = args.worker
@@ -471,6 +472,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     # prefetches, so the collator's calls do not line up with steps). No extra sync: the sums
     # stay on the device until the end.
     micro: list[tuple[int, Any, int]] = []  # (global_step before the update, non-pad, slots)
+    computed: list[int] = []  # positions each padding-free micro-batch computes
     training_step = trainer.training_step
 
     pad_id = tokenizer.pad_token_id
@@ -479,9 +481,12 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         if "attention_mask" in inputs:
             mask = inputs["attention_mask"]
             micro.append((trainer.state.global_step, mask.sum(), mask.numel()))
-        else:  # padding-free: one concatenated row (padded only to pad_to_multiple_of)
-            ids = inputs["input_ids"]
-            micro.append((trainer.state.global_step, (ids != pad_id).sum(), ids.numel()))
+        else:  # padding-free: one concatenated row (padded only to pad_to_multiple_of); a
+            # shared prefix counts once per row, as the rows hold it (saved_tokens: host shapes)
+            ids, saved = inputs["input_ids"], saved_tokens(inputs)
+            micro.append((trainer.state.global_step, (ids != pad_id).sum() + saved,
+                          ids.numel() + saved))  # fmt: skip
+            computed.append(ids.numel())
         return training_step(model, inputs, *a, **kw)
 
     trainer.training_step = counting_training_step
@@ -530,6 +535,12 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "non_pad_tokens_per_s": tokens / timed_s,
             "mean_tokens_per_row": real / (args.steps * effective),
             "padding_fraction": (slots - real) / slots if slots else None,
+            # shared_prefix: the positions computed (the prefix once per micro-batch), against
+            # the rows' tokens counted above
+            "computed_positions_per_row": (
+                sum(computed[-len(timed_micro):]) / (args.steps * effective)
+                if computed and timed_micro else None
+            ),
             "mfu_param_count": "total (embeddings included, tied counted once)",
             "mfu": 4 * n_flop * tokens / timed_s / PEAK_FLOPS,
             "mfu_formula": "4 * params_total * non_pad_tokens / timed_wall_s / 989e12"

@@ -122,9 +122,51 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
 #   tokens, make each question's maximum about 16-60 tokens, so this measure would not lower
 #   their price), a warm start with the shipped engine settings (a size named twice in SIZES),
 #   and sync6-style rows at 3B x2 (bench --sizes 3B --concurrent 2 "${SYNC[@]}")
+# Session of 2026-12-03 (6): prefix7 (part-00 + wheels), prefix7small (part-01), then prefix7vllm
+#   (part-02: the vLLM install):
+#   prefix7: the shipped path against shared_prefix (the rows' common opening once per
+#            micro-batch) at 7B, 32B (also with micro-batch 30), 14B
+#   prefix7small: check_levers.py at 0.5B (float32 padded vs shipped vs shared_prefix), then
+#            the same pair at 0.5B x4 and 1.5B x3
+#   prefix7vllm: 3B x2 (shipped, sync_free_logging, both + shared_prefix), then the survey-length
+#            eval at 3B
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
+PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6}" in
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm}" in
+prefix7)  # call 1 of three (carry .vb/part-00 .carry)
+  cp .vb/part-00 /root/vb/
+  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  bench "$KEEP/p7b" --sizes 7B --budget-s 170 --min-left-s 60 --job-timeout-s 110 \
+    --clock boundaries "${PREFIX[@]}"
+  bench "$KEEP/p32b" --sizes 32B --budget-s 300 --min-left-s 90 --job-timeout-s 125 \
+    --clock boundaries "${PREFIX[@]}" --variant "shared-mb30:shared_prefix=true,micro_batch=30"
+  bench "$KEEP/p14b" --sizes 14B --budget-s 150 --min-left-s 65 --job-timeout-s 85 \
+    --clock boundaries "${PREFIX[@]}" ;;
+prefix7small)  # call 2 of three (carry .vb/part-01 .carry)
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=10
+  PAD="padding_free=false,attn_implementation=sdpa,compile_layers=false,sync_free_logging=false"
+  timeout 200 python3 benchmarks/check_levers.py --ref .carry/ref --size 0.5B --steps 6 \
+    --out "$KEEP/check" --variant "fp32-pad:bf16=false,$PAD" --variant "shipped:" \
+    --variant "shared:shared_prefix=true" 2>&1 | grep -E "^[a-z0-9-]+: rel_err|Error" | cut -c1-400
+  for f in "$KEEP"/check/*.json; do cp "$f" "$OUT/check-$(basename "$f")"; done
+  bench "$KEEP/p0p5b" --sizes 0.5B --concurrent 4 --budget-s 200 --min-left-s 80 \
+    --job-timeout-s 100 --clock boundaries "${PREFIX[@]}"
+  bench "$KEEP/p1p5b" --sizes 1.5B --concurrent 3 --budget-s 240 --min-left-s 100 \
+    --job-timeout-s 115 --clock boundaries "${PREFIX[@]}" ;;
+prefix7vllm)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry): 3B x2, install, eval
+  cp .vb/part-02 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=10
+  bench "$KEEP/p3b" --sizes 3B --concurrent 2 --budget-s 260 --min-left-s 80 \
+    --job-timeout-s 130 --clock boundaries "${SYNC[@]}" \
+    --variant "syncfree-shared:logging_steps=10,sync_free_logging=true,shared_prefix=true"
+  cat /root/vb/part-* | xz -d | tar x -C /root && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  python3 -c "from vllm import LLM" || exit 1
+  EXTRA="$SURVEY_EVAL" bench_vllm --sizes "${SIZES:-3B}" --budget-s "${BUDGET:-240}" ;;
 call1)
   cp .vb/part-00 /root/vb/
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1

@@ -294,3 +294,36 @@ def test_sync_free_logging_reads_the_device_only_when_it_logs(world, tmp_path, m
     assert not any("find_packed_sequence_indices" in f for r in plain for f in r)
     assert free == [], [r[-3:] for r in free]
     assert total > 0  # the log itself still reads: once per logging step
+
+
+def test_shared_prefix_gives_the_same_loss_and_gradients(world, tmp_path, monkeypatch):
+    """training.shared_prefix: the rows' common opening (the chat template's default system
+    prompt and user header) is computed once per micro-batch; the loss and the LoRA gradients
+    equal the padded step's, and the micro-batches hold the same completion tokens."""
+    monkeypatch.setattr(
+        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
+    )
+    pad = _first_step(world, tmp_path / "pad")
+    varlen = _first_step(
+        world, tmp_path / "varlen", padding_free=True, pad_to_multiple_of=16,
+        attn_implementation=kernels.VARLEN,
+    )  # fmt: skip
+    torch._dynamo.reset()
+    shared = _first_step(
+        world, tmp_path / "shared", padding_free=True, pad_to_multiple_of=16,
+        attn_implementation=kernels.VARLEN, shared_prefix=True, compile_layers=True,
+        compile_backend="aot_eager",
+    )  # fmt: skip
+    _assert_same_step(pad, shared)
+    for full, short in zip(varlen[2], shared[2], strict=True):
+        assert torch.equal(full["labels"][full["labels"] != -100],
+                           short["labels"][short["labels"] != -100])  # fmt: skip
+        saved = short["shared_gather"].numel() - short["shared_scatter"].numel()
+        assert saved >= 5 * 10  # 6 rows: the prefix (>= 10 tokens here) held once, not 6 times
+        assert short["input_ids"].shape[1] % 16 == 0
+        assert short["input_ids"].shape[1] < full["input_ids"].shape[1]
+
+
+def test_shared_prefix_needs_the_varlen_kernel(world, tmp_path):
+    with pytest.raises(ValueError, match=r"shared_prefix needs training\.attn_implementation"):
+        _first_step(world, tmp_path, padding_free=True, shared_prefix=True)

@@ -28,6 +28,7 @@ SPEED_DEFAULTS: dict[str, Any] = {
     "cuda_alloc_conf": None,
     "logging_steps": 1,
     "sync_free_logging": False,
+    "shared_prefix": False,
 }
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "config.schema.yaml"

@@ -22,6 +22,7 @@ SPEED_KNOBS = (
     "cuda_alloc_conf",
     "logging_steps",
     "sync_free_logging",
+    "shared_prefix",
 )
 
 

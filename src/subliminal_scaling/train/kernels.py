@@ -54,10 +54,17 @@ def varlen_attention_forward(
     scaling: float | None = None,
     cu_seq_lens_q: Any = None,
     max_length_q: int | None = None,
+    shared_gather: Any = None,
+    shared_scatter: Any = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
     """transformers attention function: ``query`` (1, Hq, T, D), ``key``/``value`` (1, Hkv, T,
-    D) of one padding-free micro-batch -> (1, T, Hq, D), causal within each packed row."""
+    D) of one padding-free micro-batch -> (1, T, Hq, D), causal within each packed row.
+
+    With ``shared_gather`` / ``shared_scatter`` (``train.prefix.SharedPrefix``: the rows' common
+    prefix is in the micro-batch once) the kernel runs on the rows as they were, each with its
+    own copy of the prefix's queries, keys and values (``shared_gather`` picks them), and
+    ``shared_scatter`` picks each position's output back (the prefix's from the first row)."""
     import torch
 
     if query.shape[0] != 1 or cu_seq_lens_q is None or max_length_q is None:
@@ -70,7 +77,10 @@ def varlen_attention_forward(
     if _KERNEL is None:
         raise RuntimeError(f"attn_implementation {VARLEN!r} used before register_attention()")
     kernel, how = _KERNEL
-    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # (T, H, D)
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
+    if shared_gather is not None:
+        q, k, v = (t.index_select(0, shared_gather) for t in (q, k, v))
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     extra: dict[str, Any] = {"scale": scaling, **how["causal"]}
     if k.shape[1] != q.shape[1]:
         if how["gqa"]:
@@ -80,6 +90,8 @@ def varlen_attention_forward(
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
     out = kernel(q, k, v, cu, cu, int(max_length_q), int(max_length_q), **extra)
+    if shared_scatter is not None:
+        out = out.index_select(0, shared_scatter)
     return out.unsqueeze(0), None
 
 

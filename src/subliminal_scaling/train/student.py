@@ -29,6 +29,7 @@ from subliminal_scaling.runtime import io, layout
 from subliminal_scaling.runtime.layout import ADAPTER_FILES
 from subliminal_scaling.runtime.specs import StudentSpec
 from subliminal_scaling.train.kernels import VARLEN, compile_decoder_layers, register_attention
+from subliminal_scaling.train.prefix import SharedPrefix, saved_tokens
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def sft_kwargs(
     training = spec.training
     padding_free = bool(training.get("padding_free", False))
     sync_free = bool(training.get("sync_free_logging", False))
+    host_count = sync_free or bool(training.get("shared_prefix", False))
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=training["epochs"],
@@ -117,8 +119,9 @@ def sft_kwargs(
         run_name=run_name or spec.model,
         seed=seed,
         data_seed=seed,
-        # sync_free_logging: the collator counts the tokens on the CPU (TokenCount) instead
-        include_num_input_tokens_seen="no" if sync_free else "non_padding",
+        # sync_free_logging, shared_prefix: the collator counts the rows' tokens on the CPU
+        # (TokenCount) instead (the Trainer's count reads the GPU, and counts a shared prefix once)
+        include_num_input_tokens_seen="no" if host_count else "non_padding",
         # the Trainer's NaN/inf filter reads every micro-batch's loss off the GPU
         # (``isnan(loss) or isinf(loss)``) to log a running mean instead of a NaN; with
         # sync_free_logging a NaN or inf loss is logged as it is. Training is the same either
@@ -201,8 +204,8 @@ def _epoch_of(checkpoint: Path) -> int:
 class TokenCount:
     """Non-pad tokens of every micro-batch the collator builds, counted on the CPU where the
     batch is made (no read of the GPU): this run's tokens (a resumed run counts from its
-    restart), for the summary. With ``per_batch`` (sync_free_logging, whose trainer takes its
-    token count from it) it also holds the counts of the batches built but not yet trained on
+    restart), for the summary. With ``per_batch`` (sync_free_logging, shared_prefix: their
+    trainer takes its token count from it) it also holds the counts of the batches built but not yet trained on
     (the data loader builds ahead), oldest first."""
 
     def __init__(self, collate: Any, pad_id: int | None, per_batch: bool = False) -> None:
@@ -237,6 +240,20 @@ def throughput_callback() -> Any:
     return ThroughputLog()
 
 
+def host_count_trainer(base: type) -> type:
+    """``base`` with the Trainer's own token count (``state.num_input_tokens_seen``) kept from
+    the collator's host count of each batch (``TokenCount.per_batch``): the Trainer's count
+    reads the GPU, and would count a shared prefix once. The count is saved in every
+    checkpoint, so a resumed student's total stays right."""
+
+    class HostCountTrainer(base):  # type: ignore[misc, valid-type]
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self.state.num_input_tokens_seen += self.token_count.per_batch.popleft()
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return HostCountTrainer
+
+
 def sync_free_trainer(base: type) -> type:
     """``base`` (TRL's ``SFTTrainer``) with its training loss computed as TRL computes it, but
     its per-micro-batch metrics (entropy, token accuracy, token count) summed on the GPU and
@@ -252,7 +269,7 @@ def sync_free_trainer(base: type) -> type:
     """
     import torch
 
-    class SyncFreeSFTTrainer(base):  # type: ignore[misc, valid-type]
+    class SyncFreeSFTTrainer(host_count_trainer(base)):  # type: ignore[misc]
         _pending: Any = None  # device tensor: [label tokens, entropy sum, top-1 hits, tokens]
         _pending_host_tokens = 0  # padding-free micro-batches' tokens, counted on the host
 
@@ -281,22 +298,16 @@ def sync_free_trainer(base: type) -> type:
             if "attention_mask" in inputs:  # padded: the mask's sum, on the device
                 seen = inputs["attention_mask"].sum().float()
             else:  # padding-free: the row's length, known on the host (a host value copied
-                # to the device would wait for the GPU as a read does)
+                # to the device would wait for the GPU as a read does), a shared prefix once
+                # per row
                 seen = loss.new_zeros(())
-                self._pending_host_tokens += inputs["position_ids"].size(1)
+                self._pending_host_tokens += inputs["position_ids"].size(1) + saved_tokens(inputs)
             stats = torch.stack([
                 outputs.label_mask.sum().float(), outputs.entropy.detach().sum().float(),
                 outputs.is_top1.sum().float(), seen.float(),
             ])  # fmt: skip
             self._pending = stats if self._pending is None else self._pending + stats
             return loss
-
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            # the Trainer's own token count, kept from the collator's count of this batch
-            # (host numbers; the Trainer's count reads the GPU), so it is saved in every
-            # checkpoint and a resumed student's total stays right
-            self.state.num_input_tokens_seen += self.token_count.per_batch.popleft()
-            return super().training_step(model, inputs, num_items_in_batch)
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if self._pending is not None and self.model.training:
@@ -354,7 +365,19 @@ def build_trainer(
     )
     set_seed(seed)  # before the adapter exists: the seed sets the LoRA init
     sync_free = bool(training.get("sync_free_logging"))
-    trainer = (sync_free_trainer(SFTTrainer) if sync_free else SFTTrainer)(
+    shared = bool(training.get("shared_prefix"))
+    if shared and spec.attn_implementation != VARLEN:
+        raise ValueError(
+            f"training.shared_prefix needs training.attn_implementation {VARLEN!r} "
+            f"(got {spec.attn_implementation!r})"
+        )
+    if sync_free:
+        trainer_class = sync_free_trainer(SFTTrainer)
+    elif shared:
+        trainer_class = host_count_trainer(SFTTrainer)
+    else:
+        trainer_class = SFTTrainer
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(to_prompt_completion(rows)),
@@ -363,8 +386,14 @@ def build_trainer(
         callbacks=callbacks or [],
     )
     # the tokens each micro-batch brings, counted where the collator builds it (CPU)
-    trainer.token_count = TokenCount(trainer.data_collator, tokenizer.pad_token_id, sync_free)
+    trainer.token_count = TokenCount(
+        trainer.data_collator, tokenizer.pad_token_id, per_batch=sync_free or shared
+    )
     trainer.data_collator = trainer.token_count
+    if shared:  # counted above as the rows were; the prefix once per micro-batch from here
+        trainer.data_collator = SharedPrefix(
+            trainer.token_count, tokenizer.pad_token_id, args.pad_to_multiple_of
+        )
     trainer.callback_handler.callbacks.insert(0, throughput_callback())
     if training.get("compile_layers"):
         n = compile_decoder_layers(trainer.model, backend=compile_backend)
