@@ -538,8 +538,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             # shared_prefix: the positions computed (the prefix once per micro-batch), against
             # the rows' tokens counted above
             "computed_positions_per_row": (
-                sum(computed[-len(timed_micro):]) / (args.steps * effective)
-                if computed and timed_micro else None
+                sum(computed[-len(timed_micro) :]) / (args.steps * effective)
+                if computed and timed_micro
+                else None
             ),
             "mfu_param_count": "total (embeddings included, tied counted once)",
             "mfu": 4 * n_flop * tokens / timed_s / PEAK_FLOPS,

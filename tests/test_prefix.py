@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from subliminal_scaling.train.prefix import common_prefix, share_prefix, saved_tokens
+from subliminal_scaling.train.prefix import common_prefix, saved_tokens, share_prefix
 
 PAD = 0
 
@@ -14,8 +14,8 @@ PAD = 0
 def _packed(rows, prompt_lens, multiple=None):
     """TRL's padding-free collation of ``rows`` (token lists), prompts unlearned."""
     ids = torch.tensor([t for r in rows for t in r])
-    labels = torch.tensor([-100 if i < n else t for r, n in zip(rows, prompt_lens) for i, t in
-                           enumerate(r)])  # fmt: skip
+    pairs = zip(rows, prompt_lens, strict=True)
+    labels = torch.tensor([-100 if i < n else t for r, n in pairs for i, t in enumerate(r)])
     pos = torch.cat([torch.arange(len(r)) for r in rows])
     n_pad = (-len(ids)) % multiple if multiple else 0
     ids = torch.cat([ids, torch.full((n_pad,), PAD)])

@@ -17,6 +17,7 @@ positions, the same loss; the prefix's gradient is the sum of what each row's co
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 IGNORE = -100
@@ -58,9 +59,9 @@ def share_prefix(
     if cu.numel() < n_rows + 1 or int(cu[0]) != 0:
         raise ValueError(f"shared_prefix: expected {n_rows} packed rows, got bounds {cu.tolist()}")
     bounds = cu[: n_rows + 1].tolist()
-    rows = [ids[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    row_labels = [labels[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    rows = [ids[a:b] for a, b in itertools.pairwise(bounds)]
+    row_labels = [labels[a:b] for a, b in itertools.pairwise(bounds)]
+    for a, b in itertools.pairwise(bounds):
         if b <= a or not bool((pos[a:b] == torch.arange(b - a)).all()):
             raise ValueError("shared_prefix: rows must be packed with positions 0, 1, 2, ...")
     p = common_prefix(rows, row_labels)

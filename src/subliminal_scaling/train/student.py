@@ -205,8 +205,8 @@ class TokenCount:
     """Non-pad tokens of every micro-batch the collator builds, counted on the CPU where the
     batch is made (no read of the GPU): this run's tokens (a resumed run counts from its
     restart), for the summary. With ``per_batch`` (sync_free_logging, shared_prefix: their
-    trainer takes its token count from it) it also holds the counts of the batches built but not yet trained on
-    (the data loader builds ahead), oldest first."""
+    trainer takes its token count from it) it also holds the counts of the batches built but
+    not yet trained on (the data loader builds ahead), oldest first."""
 
     def __init__(self, collate: Any, pad_id: int | None, per_batch: bool = False) -> None:
         self.collate, self.pad_id, self.tokens = collate, pad_id, 0
