@@ -133,7 +133,7 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm}" in
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last}" in
 prefix7)  # call 1 of three (carry .vb/part-00 .carry)
   cp .vb/part-00 /root/vb/
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
@@ -156,6 +156,14 @@ prefix7small)  # call 2 of three (carry .vb/part-01 .carry)
   bench "$KEEP/p0p5b" --sizes 0.5B --concurrent 4 --budget-s 200 --min-left-s 80 \
     --job-timeout-s 100 --clock boundaries "${PREFIX[@]}"
   bench "$KEEP/p1p5b" --sizes 1.5B --concurrent 3 --budget-s 240 --min-left-s 100 \
+    --job-timeout-s 115 --clock boundaries "${PREFIX[@]}" ;;
+prefix7last)  # a fresh machine (carry .carry): 3B x2 and 1.5B x3 (the vLLM install did not fit)
+  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=10
+  bench "$KEEP/p3b" --sizes 3B --concurrent 2 --budget-s 290 --min-left-s 85 \
+    --job-timeout-s 130 --clock boundaries "${SYNC[@]}" \
+    --variant "syncfree-shared:logging_steps=10,sync_free_logging=true,shared_prefix=true"
+  bench "$KEEP/p1p5b" --sizes 1.5B --concurrent 3 --budget-s 230 --min-left-s 95 \
     --job-timeout-s 115 --clock boundaries "${PREFIX[@]}" ;;
 prefix7vllm)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry): 3B x2, install, eval
   cp .vb/part-02 /root/vb/
