@@ -218,3 +218,22 @@ def test_model_overrides_patch_the_named_sizes_only(real_config):
     assert after.gpu_request("train_student", "qwen-2.5-3b-instruct", False) == {
         "gpu": 1, "gpu_slot": 12,
     }  # fmt: skip
+
+
+def test_shared_prefix_needs_the_varlen_kernel(real_config):
+    """shared_prefix is shipped where it was measured (1.5B-32B), and a size whose attention
+    cannot take the rows as they were (flex attention, SDPA) is refused at load, not hours
+    later in the student's job. The H100 file turns it off with its flex-attention path."""
+    import yaml
+
+    from .conftest import REPO
+
+    sweep = Sweep(copy.deepcopy(real_config))
+    on = {s: sweep.training_for(s)["shared_prefix"] for s in sweep.slugs}
+    assert on == {s: s != "qwen-2.5-0.5b-instruct" for s in sweep.slugs}
+    h100 = {**copy.deepcopy(real_config), **yaml.safe_load((REPO / "config/h100.yaml").read_text())}
+    validate_config(h100)
+    assert not any(Sweep(h100).training_for(s)["shared_prefix"] for s in sweep.slugs)
+    real_config["models"][2]["train"]["attn_implementation"] = "flex_attention"
+    with pytest.raises(ConfigError, match=r"^config\.models\[2\]\.train\.shared_prefix: needs"):
+        validate_config(real_config)

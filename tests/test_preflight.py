@@ -35,7 +35,7 @@ def test_the_h200_defaults_fit_an_h200_and_an_h100_is_told_its_settings_file(rea
     assert all(c.ok for c in h200), [c.detail for c in h200 if not c.ok]
     h100 = {c.name: c for c in gpu_memory_checks(real_config, [85.0], ["NVIDIA H100 80GB HBM3"])}
     big = h100["gpu memory (qwen-2.5-32b-instruct)"]
-    assert not big.ok and "116.5 GB per GPU (models[0])" in big.detail and "85.0 GB" in big.detail
+    assert not big.ok and "130.0 GB per GPU (models[0])" in big.detail and "85.0 GB" in big.detail
     assert "config/h100.yaml" in big.detail and "config/h100.yaml" in h100["gpu profile"].detail
     # a shared GPU must hold all its students: 4 x 11.3 GB of 0.5B
     small = h100["gpu memory (qwen-2.5-0.5b-instruct)"]

@@ -51,18 +51,23 @@ def test_training_arguments_carry_the_recipe(real_config, tmp_path, slug):
 
 
 def test_sync_free_logging_stops_the_loop_waiting_for_the_gpu(real_config, tmp_path):
-    """On (shipped at 7B): no GPU token count, no NaN/inf check of every loss, pinned batches
-    copied without waiting, a log every 10 steps. Off (3B, the H100 file): the Trainer counts
-    tokens on the GPU, filters NaN losses and copies batches as it always did."""
+    """On (shipped at every size): no GPU token count, no NaN/inf check of every loss, pinned
+    batches copied without waiting, a log every 10 steps. Off (the H100 file): the Trainer
+    counts tokens on the GPU, filters NaN losses and copies batches as it always did."""
     slug = "qwen-2.5-7b-instruct"
     on = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
     assert on.include_num_input_tokens_seen in ("no", False) and on.logging_steps == 10
     assert on.logging_nan_inf_filter is False
     assert on.accelerator_config.non_blocking is True
-    # 3B keeps the old loop (not measured with it), over the sweep-wide setting
-    three_b = sft_config(**_kwargs(real_config, "qwen-2.5-3b-instruct", tmp_path, use_cpu=True))
-    assert three_b.logging_steps == 1 and three_b.logging_nan_inf_filter is True
+    for size in ("qwen-2.5-0.5b-instruct", "qwen-2.5-3b-instruct", "qwen-2.5-32b-instruct"):
+        each = sft_config(**_kwargs(real_config, size, tmp_path, use_cpu=True))
+        assert each.logging_steps == 10 and each.logging_nan_inf_filter is False, size
     real_config["training"].update(sync_free_logging=False, logging_steps=1)
+    # shared_prefix alone also counts tokens on the host (the Trainer would count the prefix once)
+    shared = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
+    assert shared.include_num_input_tokens_seen in ("no", False)
+    assert shared.logging_nan_inf_filter is True and shared.logging_steps == 1
+    real_config["models"][2]["train"]["shared_prefix"] = False  # 7B
     off = sft_config(**_kwargs(real_config, slug, tmp_path, use_cpu=True))
     assert off.include_num_input_tokens_seen == "non_padding" and off.logging_steps == 1
     assert off.logging_nan_inf_filter is True

@@ -327,3 +327,35 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(world, tmp_path, monkey
 def test_shared_prefix_needs_the_varlen_kernel(world, tmp_path):
     with pytest.raises(ValueError, match=r"shared_prefix needs training\.attn_implementation"):
         _first_step(world, tmp_path, padding_free=True, shared_prefix=True)
+
+
+def test_shared_prefix_logs_and_counts_the_rows_tokens(world, tmp_path, monkeypatch):
+    """With shared_prefix the logged loss, entropy, token accuracy and token count, and the
+    Trainer's count of tokens seen (saved in checkpoints), are those of the rows as they are:
+    the prefix counts once per row, though computed once per micro-batch."""
+    monkeypatch.setattr(
+        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
+    )
+    _, tok, rows = world
+
+    def run(path, **knobs):
+        trainer = build_trainer(
+            model=_model(tok, kernels.VARLEN), tokenizer=tok, rows=rows,
+            spec=student_spec({**TRAINING, "micro_batch": 6, "effective_batch": 6,
+                               "padding_free": True, "attn_implementation": kernels.VARLEN,
+                               "sync_free_logging": True, **knobs}),
+            seed=1, output_dir=path, run_name="t", report_to=[],
+            overrides={"max_steps": 2, "save_strategy": "no"},
+        )  # fmt: skip
+        trainer.train()
+        return trainer
+
+    whole, shared = run(tmp_path / "whole"), run(tmp_path / "shared", shared_prefix=True)
+    logs = [[h for h in t.state.log_history if "loss" in h] for t in (whole, shared)]
+    assert len(logs[0]) == len(logs[1]) == 2
+    for a, b in zip(*logs, strict=True):
+        for key in ("loss", "entropy", "mean_token_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5), key
+        assert b["num_tokens"] == a["num_tokens"] > 0
+    assert shared.state.num_input_tokens_seen == whole.state.num_input_tokens_seen > 0
+    assert shared.token_count.tokens == whole.token_count.tokens

@@ -132,6 +132,12 @@ def _semantic_checks(config: dict[str, Any]) -> None:
                 f"{where}.train.micro_batch: {micro} x {gpus} GPU(s) does not divide "
                 f"training.effective_batch={train['effective_batch']}"
             )
+        knobs = {**train, **m.get("train", {})}
+        if knobs.get("shared_prefix") and knobs.get("attn_implementation") != "torch_varlen":
+            raise ConfigError(
+                f"{where}.train.shared_prefix: needs attn_implementation 'torch_varlen' "
+                f"(this size has {knobs.get('attn_implementation')!r}); set shared_prefix: false"
+            )
         if config.get("toy") and "toy" not in m:
             raise ConfigError(f"{where}.toy: toy world models need a toy build block")
         if not config.get("toy") and "shape" not in m:
