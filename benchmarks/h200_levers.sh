@@ -153,9 +153,12 @@ prefix7small)  # call 2 of three (carry .vb/part-01 .carry)
     --out "$KEEP/check" --variant "fp32-pad:bf16=false,$PAD" --variant "shipped:" \
     --variant "shared:shared_prefix=true" 2>&1 | grep -E "^[a-z0-9-]+: rel_err|Error" | cut -c1-400
   for f in "$KEEP"/check/*.json; do cp "$f" "$OUT/check-$(basename "$f")"; done
+  # what ran: PREFIX14=1 (14B again, 10 steps: the first call's shared 14B job ran out of budget)
+  [ -n "${PREFIX14:-}" ] && bench "$KEEP/p14b2" --sizes 14B --budget-s 260 --min-left-s 100 \
+    --job-timeout-s 130 --clock boundaries "${PREFIX[@]}"
   bench "$KEEP/p0p5b" --sizes 0.5B --concurrent 4 --budget-s 200 --min-left-s 80 \
     --job-timeout-s 100 --clock boundaries "${PREFIX[@]}"
-  bench "$KEEP/p1p5b" --sizes 1.5B --concurrent 3 --budget-s 240 --min-left-s 100 \
+  [ -z "${PREFIX14:-}" ] && bench "$KEEP/p1p5b" --sizes 1.5B --concurrent 3 --budget-s 240 --min-left-s 100 \
     --job-timeout-s 115 --clock boundaries "${PREFIX[@]}" ;;
 prefix7last)  # a fresh machine (carry .carry): 3B x2 and 1.5B x3 (the vLLM install did not fit)
   python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1

@@ -25,8 +25,11 @@ TRAINING = {
     "n_rows": 24, "epochs": 3, "effective_batch": 8, "micro_batch": 4, "learning_rate": 3e-3,
     "lr_scheduler": "linear", "warmup_steps": 2, "adam_beta1": 0.9, "adam_beta2": 0.999,
     "adam_epsilon": 1e-8, "weight_decay": 0.0, "max_grad_norm": 1.0, "bf16": False,
-    "max_length": 128, "gradient_checkpointing": False, "attn_implementation": "sdpa",
-    # the shipped loop: the token count kept on the host, saved in each checkpoint
+    "max_length": 128, "gradient_checkpointing": False,
+    # the shipped loop at 1.5B-32B: padding-free rows through the varlen kernel (stood in for
+    # on the CPU by SDPA, one row at a time), their common prefix once per micro-batch, the
+    # token count kept on the host, saved in each checkpoint
+    "padding_free": True, "attn_implementation": "torch_varlen", "shared_prefix": True,
     "sync_free_logging": True, "logging_steps": 2,
     "lora": {"r": 8, "alpha": 8, "dropout": 0.0,
              "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
@@ -38,7 +41,19 @@ DRIVER = textwrap.dedent(
     """
     import json, os, signal, sys
     from transformers import TrainerCallback
+    import torch
+    import torch.nn.functional as F
     import subliminal_scaling.train.student as student
+    from subliminal_scaling.train import kernels
+
+    def reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, is_causal=False):
+        # torch's FlashAttention varlen kernel, one packed row at a time (the CPU has none)
+        segs = [F.scaled_dot_product_attention(*(t[a:b].transpose(0, 1) for t in (q, k, v)),
+                                               is_causal=is_causal, scale=scale).transpose(0, 1)
+                for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist())]
+        return torch.cat(segs)
+
+    kernels._KERNEL = (reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
 
     model_dir, out_dir, rows_file, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     training = json.loads(os.environ["TRAINING"])
