@@ -50,6 +50,11 @@ declare -A SETS=(
   [compile-noliger]="compile_layers=true,$NOLIGER"
   [noliger]="$NOLIGER"
 )
+call1_setup() {  # the first call on a machine: part-00 of the vLLM bundle, the wheels, the GPU
+  cp .vb/part-00 /root/vb/ &&
+    python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl &&
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+}
 bench() {  # bench <out> <args...>
   local out=$1; shift
   python3 benchmarks/bench_train.py --ref .carry/ref --warmup 3 --steps "${STEPS:-6}" --out "$out" "$@" \
@@ -135,10 +140,8 @@ PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
 case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last}" in
 prefix7)  # call 1 of three (carry .vb/part-00 .carry)
-  cp .vb/part-00 /root/vb/
-  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  call1_setup || exit 1
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   bench "$KEEP/p7b" --sizes 7B --budget-s 170 --min-left-s 60 --job-timeout-s 110 \
     --clock boundaries "${PREFIX[@]}"
   bench "$KEEP/p32b" --sizes 32B --budget-s 300 --min-left-s 90 --job-timeout-s 125 \
@@ -271,10 +274,8 @@ sync5)  # next: do the loop's reads of the GPU cause the idle gaps? configured, 
     --job-timeout-s 200 --clock boundaries --profile "${V[@]}"
   profile_report "$KEEP"/y/*.json ;;
 sync6)  # call 1 of three (carry .vb/part-00 .carry)
-  cp .vb/part-00 /root/vb/
-  python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl || exit 1
+  call1_setup || exit 1
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   bench "$KEEP/z7b" --sizes 7B --budget-s 170 --min-left-s 60 --job-timeout-s 110 \
     --clock boundaries "${SYNC[@]}"
   bench "$KEEP/z32b" --sizes 32B --budget-s 230 --min-left-s 100 --job-timeout-s 125 \

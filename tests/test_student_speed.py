@@ -167,12 +167,17 @@ def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, is_causa
     return torch.cat(segs)
 
 
-def test_varlen_attention_gives_the_same_loss_and_gradients(world, tmp_path, monkeypatch):
-    """The glue around the varlen kernel (layout, GQA heads, causal flag, the collator's
-    sequence boundaries) against the padded SDPA step; the kernel is stood in for on the CPU."""
+@pytest.fixture
+def varlen_stand_in(monkeypatch):
+    """torch's varlen kernel has no CPU implementation: ``_reference_varlen`` stands in."""
     monkeypatch.setattr(
         kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
     )
+
+
+def test_varlen_attention_gives_the_same_loss_and_gradients(world, tmp_path, varlen_stand_in):
+    """The glue around the varlen kernel (layout, GQA heads, causal flag, the collator's
+    sequence boundaries) against the padded SDPA step; the kernel is stood in for on the CPU."""
     pad = _first_step(world, tmp_path / "pad")
     varlen = _first_step(
         world, tmp_path / "varlen", padding_free=True, pad_to_multiple_of=64,
@@ -181,10 +186,7 @@ def test_varlen_attention_gives_the_same_loss_and_gradients(world, tmp_path, mon
     _assert_same_step(pad, varlen)
 
 
-def test_varlen_attention_needs_padding_free(world, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
-    )
+def test_varlen_attention_needs_padding_free(world, tmp_path, varlen_stand_in):
     with pytest.raises(ValueError, match=r"torch_varlen' needs training\.padding_free: true"):
         _first_step(world, tmp_path, attn_implementation=kernels.VARLEN)
 
@@ -277,15 +279,12 @@ def _reads_outside_logging(world, tmp_path, **knobs) -> tuple[list[list[str]], i
     return outside, len(mode.reads)
 
 
-def test_sync_free_logging_reads_the_device_only_when_it_logs(world, tmp_path, monkeypatch):
+def test_sync_free_logging_reads_the_device_only_when_it_logs(world, tmp_path, varlen_stand_in):
     """The configured path (padding-free rows, the varlen kernel, stood in for on the CPU):
     without sync_free_logging the loop reads the device on every micro-batch (TRL's metrics,
     the Trainer's token count and its NaN/inf check of the loss); with it, only where it logs.
     transformers' packed-sequence check of ``position_ids`` reads in neither (the varlen path
     registers no mask function, so no mask is built)."""
-    monkeypatch.setattr(
-        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
-    )
     plain, _ = _reads_outside_logging(world, tmp_path / "plain")
     free, total = _reads_outside_logging(world, tmp_path / "free", sync_free_logging=True)
     where = {f.rsplit(":", 1)[1] for r in plain for f in r[-3:]}
@@ -296,13 +295,10 @@ def test_sync_free_logging_reads_the_device_only_when_it_logs(world, tmp_path, m
     assert total > 0  # the log itself still reads: once per logging step
 
 
-def test_shared_prefix_gives_the_same_loss_and_gradients(world, tmp_path, monkeypatch):
+def test_shared_prefix_gives_the_same_loss_and_gradients(world, tmp_path, varlen_stand_in):
     """training.shared_prefix: the rows' common opening (the chat template's default system
     prompt and user header) is computed once per micro-batch; the loss and the LoRA gradients
     equal the padded step's, and the micro-batches hold the same completion tokens."""
-    monkeypatch.setattr(
-        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
-    )
     pad = _first_step(world, tmp_path / "pad")
     varlen = _first_step(
         world, tmp_path / "varlen", padding_free=True, pad_to_multiple_of=16,
@@ -329,13 +325,10 @@ def test_shared_prefix_needs_the_varlen_kernel(world, tmp_path):
         _first_step(world, tmp_path, padding_free=True, shared_prefix=True)
 
 
-def test_shared_prefix_logs_and_counts_the_rows_tokens(world, tmp_path, monkeypatch):
+def test_shared_prefix_logs_and_counts_the_rows_tokens(world, tmp_path, varlen_stand_in):
     """With shared_prefix the logged loss, entropy, token accuracy and token count, and the
     Trainer's count of tokens seen (saved in checkpoints), are those of the rows as they are:
     the prefix counts once per row, though computed once per micro-batch."""
-    monkeypatch.setattr(
-        kernels, "_KERNEL", (_reference_varlen, {"causal": {"is_causal": True}, "gqa": False})
-    )
     _, tok, rows = world
 
     def run(path, **knobs):
