@@ -59,13 +59,12 @@ def share_prefix(
     if cu.numel() < n_rows + 1 or int(cu[0]) != 0:
         raise ValueError(f"shared_prefix: expected {n_rows} packed rows, got bounds {cu.tolist()}")
     bounds = cu[: n_rows + 1].tolist()
-    rows = [ids[a:b] for a, b in itertools.pairwise(bounds)]
-    row_labels = [labels[a:b] for a, b in itertools.pairwise(bounds)]
-    for a, b in itertools.pairwise(bounds):
-        if b <= a or not bool((pos[a:b] == torch.arange(b - a)).all()):
-            raise ValueError("shared_prefix: rows must be packed with positions 0, 1, 2, ...")
+    spans = list(itertools.pairwise(bounds))
+    if any(b <= a or not bool((pos[a:b] == torch.arange(b - a)).all()) for a, b in spans):
+        raise ValueError("shared_prefix: rows must be packed with positions 0, 1, 2, ...")
+    rows, row_labels = [ids[a:b] for a, b in spans], [labels[a:b] for a, b in spans]
+    lengths = [b - a for a, b in spans]
     p = common_prefix(rows, row_labels)
-    lengths = [int(r.numel()) for r in rows]
 
     new_ids = [rows[0][:p]] + [r[p:] for r in rows]
     new_labels = [row_labels[0][:p]] + [lab[p:] for lab in row_labels]

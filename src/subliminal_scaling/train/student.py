@@ -63,6 +63,13 @@ def lora_config(training: dict[str, Any]) -> Any:
     )
 
 
+def counts_tokens_on_host(training: dict[str, Any]) -> bool:
+    """Whether the trainer takes its token count from the collator's host count
+    (``host_count_trainer``) instead of counting on the GPU: with sync_free_logging (a GPU
+    count reads the device) and with shared_prefix (it would count the prefix once)."""
+    return bool(training.get("sync_free_logging")) or bool(training.get("shared_prefix"))
+
+
 def sft_kwargs(
     *,
     spec: StudentSpec,
@@ -85,7 +92,6 @@ def sft_kwargs(
     training = spec.training
     padding_free = bool(training.get("padding_free", False))
     sync_free = bool(training.get("sync_free_logging", False))
-    host_count = sync_free or bool(training.get("shared_prefix", False))
     return dict(
         output_dir=str(output_dir),
         num_train_epochs=training["epochs"],
@@ -119,9 +125,8 @@ def sft_kwargs(
         run_name=run_name or spec.model,
         seed=seed,
         data_seed=seed,
-        # sync_free_logging, shared_prefix: the collator counts the rows' tokens on the CPU
-        # (TokenCount) instead (the Trainer's count reads the GPU, and counts a shared prefix once)
-        include_num_input_tokens_seen="no" if host_count else "non_padding",
+        # counted from the collator's host count instead (TokenCount, host_count_trainer)
+        include_num_input_tokens_seen="no" if counts_tokens_on_host(training) else "non_padding",
         # the Trainer's NaN/inf filter reads every micro-batch's loss off the GPU
         # (``isnan(loss) or isinf(loss)``) to log a running mean instead of a NaN; with
         # sync_free_logging a NaN or inf loss is logged as it is. Training is the same either
@@ -373,7 +378,7 @@ def build_trainer(
         )
     if sync_free:
         trainer_class = sync_free_trainer(SFTTrainer)
-    elif shared:
+    elif counts_tokens_on_host(training):
         trainer_class = host_count_trainer(SFTTrainer)
     else:
         trainer_class = SFTTrainer
@@ -387,7 +392,7 @@ def build_trainer(
     )
     # the tokens each micro-batch brings, counted where the collator builds it (CPU)
     trainer.token_count = TokenCount(
-        trainer.data_collator, tokenizer.pad_token_id, per_batch=sync_free or shared
+        trainer.data_collator, tokenizer.pad_token_id, per_batch=counts_tokens_on_host(training)
     )
     trainer.data_collator = trainer.token_count
     if shared:  # counted above as the rows were; the prefix once per micro-batch from here
