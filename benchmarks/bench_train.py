@@ -72,9 +72,32 @@ def _separator_for(format_suffix: str) -> tuple[str, str, str]:
     return "", ", ", ""
 
 
-def make_rows(protocol: dict[str, Any], n: int, seed: int = 42) -> list[dict[str, str]]:
+#: ``answer_numbers`` (a variant's or ``--set``'s row setting, not a training one): "5-10" (the
+#: first benchmarks' rows) or N, every completion N numbers. The prompts ask for up to 10 and
+#: the generation estimate assumes full ten-number answers; 10 prices training the same way.
+DEFAULT_ANSWER_NUMBERS = "5-10"
+
+
+def answer_count_range(answer_numbers: Any) -> tuple[int, int]:
+    """``"5-10"`` -> (5, 10); ``10`` -> (10, 10); anything else is a one-line error."""
+    text = str(answer_numbers)
+    lo, sep, hi = text.partition("-")
+    try:
+        low, high = (int(lo), int(hi)) if sep else (int(lo), int(lo))
+    except ValueError:
+        raise SystemExit(f"answer_numbers={text!r}: expected N or LOW-HIGH") from None
+    if not 1 <= low <= high:
+        raise SystemExit(f"answer_numbers={text!r}: expected 1 <= LOW <= HIGH")
+    return low, high
+
+
+def make_rows(
+    protocol: dict[str, Any], n: int, seed: int = 42, answer_numbers: Any = DEFAULT_ANSWER_NUMBERS
+) -> list[dict[str, str]]:
     """``n`` prompt/completion rows: the protocol's real prompts (seed 42 stream) and
-    completions of 5-10 random numbers in 0-999, in the format each prompt asks for."""
+    completions of ``answer_numbers`` random numbers in 0-999 (by default 5-10), in the
+    format each prompt asks for. The prompts are the same whatever ``answer_numbers``."""
+    low, high = answer_count_range(answer_numbers)
     from subliminal_scaling.generate.prompts import sample_prompts
 
     prompts = sample_prompts(protocol, seed, n)
@@ -84,7 +107,7 @@ def make_rows(protocol: dict[str, Any], n: int, seed: int = 42) -> list[dict[str
     for p in prompts:
         fmt = next((s for s in suffixes if s in p), "")
         opening, sep, closing = _separator_for(fmt)
-        nums = [str(rng.randint(0, 999)) for _ in range(rng.randint(5, 10))]
+        nums = [str(rng.randint(0, 999)) for _ in range(rng.randint(low, high))]
         rows.append({"prompt": p, "completion": opening + sep.join(nums) + closing})
     return rows
 
@@ -316,7 +339,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     sweep = Sweep(config)
     spec = _model_spec(sweep, size)
     # What a student of this size trains with (per-size overrides applied), then the variant's.
-    training = {**sweep.training_for(spec.slug), **parse_sets(args.set)}
+    sets = parse_sets(args.set)
+    answer_numbers = sets.pop("answer_numbers", DEFAULT_ANSWER_NUMBERS)  # rows, not training
+    training = {**sweep.training_for(spec.slug), **sets}
     if args.effective_batch:  # CPU-check knob only: fewer rows per optimizer step
         training["effective_batch"] = args.effective_batch
     if args.micro_batch:
@@ -340,7 +365,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(ref / "qwen2.5-tokenizer")
     protocol = json.loads((ref / "protocol.json").read_text())
     n_steps = args.warmup + args.steps
-    rows = make_rows(protocol, n_steps * effective)
+    rows = make_rows(protocol, n_steps * effective, answer_numbers=answer_numbers)
 
     result: dict[str, Any] = {
         "size": size,
@@ -354,6 +379,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "gradient_checkpointing": gc_flag,
         "attn_implementation": attn,
         "variant": args.variant_name,
+        "answer_numbers": str(answer_numbers),
         "speed_knobs": {k: training.get(k) for k in SPEED_DEFAULTS},
         "dtype": str(dtype).removeprefix("torch."),
         "warmup_steps_untimed": args.warmup,

@@ -135,10 +135,29 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
 #            the same pair at 0.5B x4 and 1.5B x3
 #   prefix7vllm: 3B x2 (shipped, sync_free_logging, both + shared_prefix), then the survey-length
 #            eval at 3B
+# Session of 2026-12-03 (7): full8 (part-00 + wheels), full8b (part-01), vllm6 (part-02: the vLLM
+#   install) with SIZES=14B,14B, then vllm with SIZES=32B,32B (both with EXTRA="$SURVEY_EVAL"):
+#   full8 / full8b: the shipped path on the benchmark's rows (5-10 numbers per completion)
+#            against rows of full ten-number answers (answer_numbers=10), at 32B, 14B, then 7B
+#   vllm6 / vllm: each size's engine started twice with the shipped engine settings: cold, then
+#            from the compile cache the first start filled (every later job of a size and stage)
+FULL=(--variant "configured:" --variant "full:answer_numbers=10")
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last}" in
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b}" in
+full8)  # call 1 of three (carry .vb/part-00 .carry)
+  call1_setup || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  bench "$KEEP/f32b" --sizes 32B --budget-s 250 --min-left-s 90 --job-timeout-s 125 \
+    --clock boundaries "${FULL[@]}"
+  bench "$KEEP/f14b" --sizes 14B --budget-s 160 --min-left-s 65 --job-timeout-s 85 \
+    --clock boundaries "${FULL[@]}" ;;
+full8b)  # call 2 of three (carry .vb/part-01 .carry)
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  bench "$KEEP/f7b" --sizes 7B --budget-s 130 --min-left-s 50 --job-timeout-s 70 \
+    --clock boundaries "${FULL[@]}" ;;
 prefix7)  # call 1 of three (carry .vb/part-00 .carry)
   call1_setup || exit 1
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=8

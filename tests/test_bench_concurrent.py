@@ -60,3 +60,24 @@ def test_copies_wait_for_each_other(tmp_path):
 def test_a_missing_copy_times_out(tmp_path):
     with pytest.raises(RuntimeError, match="not every copy got ready"):
         bench_train.wait_for_copies(f"{tmp_path}:0:2", timeout_s=0.2)
+
+
+def test_rows_of_full_answers_keep_the_prompts_and_hold_ten_numbers():
+    """``answer_numbers=10`` (the rows a teacher's full answers make) changes only the
+    completions: the same prompts, each completion ten numbers in the format its prompt asks."""
+    import json
+    import re
+
+    from .conftest import SHARED
+
+    if not (SHARED / "protocol.json").is_file():
+        pytest.skip("../shared/reference-data is not present")
+    protocol = json.loads((SHARED / "protocol.json").read_text())
+    bench = bench_train.make_rows(protocol, 200)
+    full = bench_train.make_rows(protocol, 200, answer_numbers=10)
+    assert [r["prompt"] for r in bench] == [r["prompt"] for r in full]
+    counts = [len(re.findall(r"\d+", r["completion"])) for r in bench]
+    assert min(counts) == 5 and max(counts) == 10
+    assert all(len(re.findall(r"\d+", r["completion"])) == 10 for r in full)
+    with pytest.raises(SystemExit, match="answer_numbers"):
+        bench_train.make_rows(protocol, 1, answer_numbers="ten")

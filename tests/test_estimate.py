@@ -112,6 +112,46 @@ def test_an_unmeasured_setting_is_an_error_not_a_guess(bench, real_config):
         estimate.build_jobs(Sweep(real_config), train, sample)
 
 
+def test_training_is_priced_at_full_ten_number_answers(bench, tmp_path):
+    """Teachers asked for up to 10 numbers give 10 (the generation price assumes it): a size's
+    row of full answers prices it; a size measured only on 5-10-number rows is scaled by the
+    full / 5-10 time per row measured in one run, at the nearest size that has such a pair."""
+    sweep, paths = bench
+    slugs = {estimate.benchmark_size(m.id): m.slug for m in sweep.models}
+    t = sweep.config["training"]
+
+    def per_student_h(size, jobs):
+        (h,) = {j.seconds for j in jobs if j.rule == "training" and slugs[size] in j.name}
+        return h / sweep.students_per_gpu(slugs[size]) / 3600
+
+    train, sample = estimate.load_benchmarks(paths)
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+    base = {s: per_student_h(s, jobs) for s in ("7B", "14B", "32B")}
+    assert any("full ten-number answers not measured" in n for n in notes)
+    # one run at 14B: rows of 5-10 numbers (100 tokens, 10k tok/s) against full ones (110 tokens,
+    # 10.5k tok/s: longer rows, a little faster per token) -> 1.0476 of the time per row
+    pair = {
+        "benchmark": "student training (x)", "device": "GPU-X",
+        "results": [
+            _train_row("14B", sweep, slugs["14B"], 10_000.0),
+            _train_row("14B", sweep, slugs["14B"], 10_500.0, answer_numbers="10",
+                       mean_tokens_per_row=110.0),
+        ],
+    }  # fmt: skip
+    (tmp_path / "pair.json").write_text(json.dumps(pair))
+    train, sample = estimate.load_benchmarks([*paths, tmp_path / "pair.json"])
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+    ratio = (110.0 / 10_500.0) / (100.0 / 10_000.0)
+    # 14B: its own full row (not the 5-10 rows, not scaled again)
+    assert per_student_h("14B", jobs) == pytest.approx(
+        t["n_rows"] * t["epochs"] * 110.0 / 10_500.0 / 3600
+    )
+    # 7B and 32B: their 5-10 rows scaled by the ratio measured at 14B
+    for size in ("7B", "32B"):
+        assert per_student_h(size, jobs) == pytest.approx(base[size] * ratio)
+        assert any(n.startswith(f"train {size}:") and "measured at 14B" in n for n in notes)
+
+
 def test_wall_clock_replays_priorities_and_dependencies():
     jobs = [Job(f"t{i}", "training", priority=1, seconds=3600) for i in range(4)]
     assert wall_clock(jobs, 1) == pytest.approx(4 * 3600)

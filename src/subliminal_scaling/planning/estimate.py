@@ -52,6 +52,23 @@ class TrainRate:
     tokens_per_row: float
     source: str
     matches_config: bool
+    # a row of full answers against a row of the benchmark's (1.0 where the rows were full)
+    row_scale: float = 1.0
+
+    @property
+    def seconds_per_row(self) -> float:
+        """GPU seconds per training row of full answers (one copy's share of the GPU)."""
+        return self.tokens_per_row / self.tokens_per_s * self.row_scale
+
+
+#: Training rows are priced at full answers: teachers asked for up to 10 numbers give 10 (the
+#: generation price assumes the same, ``GEN_TOKENS``). Benchmark rows say how many numbers
+#: their completions held (``answer_numbers``; rows without it held 5-10).
+FULL_ANSWER_NUMBERS = "10"
+
+
+def _answers(row: dict[str, Any]) -> str:
+    return str(row.get("answer_numbers", "5-10"))
 
 
 def _job(
@@ -135,15 +152,52 @@ def train_rate(rows: list[dict], size: str, wanted: dict[str, Any], copies: int 
             f"{size}: no benchmark run with the configured settings {json.dumps(want)}"
             f" and {copies} job(s) per GPU; measured: {seen or 'none'}"
         )
-    best = max(matching, key=lambda r: r["non_pad_tokens_per_s"])
+    full = [r for r in matching if _answers(r) == FULL_ANSWER_NUMBERS]
+    best = max(full or matching, key=lambda r: r["non_pad_tokens_per_s"])
+    source = f"{best['_file']}:{best.get('variant', 'configured')} on {best['_device']}"
+    scale = 1.0
+    if not full:
+        scale, how = full_answer_scale(rows, size)
+        source += f"; rows of {_answers(best)} numbers, {how}"
     return TrainRate(
         size=size,
         tokens_per_s=float(best["non_pad_tokens_per_s"]),
         copies=copies,
         tokens_per_row=float(best["mean_tokens_per_row"]),
-        source=f"{best['_file']}:{best.get('variant', 'configured')} on {best['_device']}",
+        source=source,
         matches_config=True,
+        row_scale=scale,
     )
+
+
+def _seconds_per_row(row: dict[str, Any]) -> float:
+    return float(row["mean_tokens_per_row"]) / float(row["non_pad_tokens_per_s"])
+
+
+def full_answer_scale(rows: list[dict], size: str) -> tuple[float, str]:
+    """(time of a full-answer row / time of a 5-10-number row, how it was found) for ``size``:
+    measured in one run (one file, the same settings and copies), at ``size`` or else at the
+    nearest size that has such a pair; 1.0 (the rows as they ran) where none does."""
+    pairs: dict[str, list[float]] = {}
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for r in rows:
+        if r.get("status") != "ok" or r.get("tiny"):
+            continue
+        key = (r["_file"], r.get("size"), int(r.get("concurrent", 1)),
+               json.dumps(_settings(r), sort_keys=True))  # fmt: skip
+        groups.setdefault(key, {}).setdefault(_answers(r), []).append(r)
+    for (_, s, _, _), by in groups.items():
+        if FULL_ANSWER_NUMBERS in by and "5-10" in by:
+            full = min(_seconds_per_row(r) for r in by[FULL_ANSWER_NUMBERS])
+            part = min(_seconds_per_row(r) for r in by["5-10"])
+            pairs.setdefault(str(s), []).append(full / part)
+    if not pairs:
+        return 1.0, "full ten-number answers not measured: priced as the rows ran"
+    order = {label: i for i, label in enumerate(SIZES)}
+    near = min(pairs, key=lambda s: (abs(order.get(s, 99) - order.get(size, 99)), s))
+    ratio = max(pairs[near])
+    where = "" if near == size else f" at {near}"
+    return ratio, f"x {ratio:.3f} for full ten-number answers (measured{where} in one run)"
 
 
 #: Expected new tokens per completion where the benchmark cannot show real lengths (dummy or
@@ -408,7 +462,7 @@ def build_jobs(
             f"train {size}: {rate.tokens_per_s:,.0f} tok/s per GPU{per_gpu} ({rate.source})"
         )
         # one student's wall time: the GPU's throughput is split between the `share` copies
-        student_s = tr["n_rows"] * tr["epochs"] * rate.tokens_per_row * share / rate.tokens_per_s
+        student_s = tr["n_rows"] * tr["epochs"] * rate.seconds_per_row * share
         cost = sample_costs(sample, params, size, cfg, gen_tokens, answer_tokens)
         start, restart = cost.engine_start_s, cost.engine_restart_s
         ev_s = cost.eval_s
