@@ -283,6 +283,7 @@ def test_the_shipped_settings_are_the_measured_ones(real_config):
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s4-vllm-*.json")))
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s5-*.json")))
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s6-prefix-*.json")))
+    h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s7-*.json")))
     train, sample = estimate.load_benchmarks(h200)
     jobs, notes = estimate.build_jobs(Sweep(real_config), train, sample)
     assert all("NVIDIA H200" in n for n in notes if n.startswith("train "))
@@ -290,12 +291,20 @@ def test_the_shipped_settings_are_the_measured_ones(real_config):
     assert not any("stand in" in n for n in notes)
     assert any(n.startswith("sample 7B:") and "beyond" not in n for n in notes)
     assert any(n.startswith("train 0.5B:") and "s5-sync" in n for n in notes)
-    for size in ("1.5B", "3B", "7B", "14B", "32B"):  # shared_prefix (and sync_free_logging)
-        assert any(n.startswith(f"train {size}:") and "s6-prefix" in n for n in notes), size
-    for size in ("14B", "32B"):  # evals at the survey's answer lengths
+    # rows of full ten-number answers, shared_prefix (and sync_free_logging)
+    for size in ("1.5B", "7B", "14B", "32B"):
+        assert any(n.startswith(f"train {size}:") and "s7-full" in n for n in notes), size
+    assert any(n.startswith("train 32B:") and "s7-full-32b-mb20" in n for n in notes)
+    for size in ("3B", "0.5B"):  # shorter rows, scaled by the ratio measured at 1.5B
+        assert any(
+            n.startswith(f"train {size}:") and "measured at 1.5B in one run" in n for n in notes
+        ), size
+    for size in ("14B", "32B"):  # evals at the survey's answer lengths; warm engine starts
         assert any(n.startswith(f"sample {size}:") and "survey's answer" in n for n in notes)
+        assert any(n.startswith(f"sample {size}:") and "warm engine start measured" in n
+                   for n in notes)  # fmt: skip
     hours = sum(sum(v.values()) for v in estimate.summarize(jobs).values())
-    assert 140 < hours < 250  # 151.0 at the last edit (README, "Measured on a GPU")
+    assert 140 < hours < 250  # 156.0 at the last edit (README, "Measured on a GPU")
     h100 = [str(res / "h100-2026-11-24-speed.json")]
     real_config.update(yaml.safe_load((REPO / "config" / "h100.yaml").read_text()))
     validate_config(real_config)  # merges model_overrides into models[]
