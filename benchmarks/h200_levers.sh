@@ -141,6 +141,12 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
 #            against rows of full ten-number answers (answer_numbers=10), at 32B, 14B, then 7B
 #   vllm6 / vllm: each size's engine started twice with the shipped engine settings: cold, then
 #            from the compile cache the first start filled (every later job of a size and stage)
+# What ran (one machine, back to back): full8; full8b, then in the same call
+#   bench_train.py --sizes 32B --variant "full-mb20:answer_numbers=10,micro_batch=20" (budget 140);
+#   vllm6 with SIZES=14B,14B BUDGET=520; vllm with SIZES=32B,32B BUDGET=570 and EXTRA above; then
+#   bench_train.py --sizes 1.5B --concurrent 3 "${FULL[@]}" (budget 200, job timeout 100)
+# Next (not run yet): expandable segments (cuda_alloc_conf) at 1.5B x3 and 3B x2 on full rows,
+#   then 1.5B x4 / 3B x3 if the reserve drops to the allocations; 3B x2 and 0.5B x4 on full rows
 FULL=(--variant "configured:" --variant "full:answer_numbers=10")
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
