@@ -122,6 +122,18 @@ def write_random_adapter(shape_dir: Path, out: Path, lora: dict[str, Any], seed:
     return out
 
 
+def merge_engine_args(configured: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    """The configured engine arguments with a variant's on top; a variant's
+    ``compilation_config`` adds to the configured one instead of replacing it."""
+    out = {**configured, **variant}
+    if "compilation_config" in configured and "compilation_config" in variant:
+        out["compilation_config"] = {
+            **configured["compilation_config"],
+            **variant["compilation_config"],
+        }
+    return out
+
+
 def compile_caches() -> set[str]:
     """vLLM's torch.compile cache folders (``VLLM_CACHE_ROOT``, default ~/.cache/vllm), one per
     engine configuration (a hash of model, engine and compile settings)."""
@@ -310,7 +322,8 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
                            "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
                                       "load_format": "dummy", "enforce_eager": args.eager,
-                                      **extra_engine},
+                                      **merge_engine_args(vllm_engine_args(engine),
+                                                          extra_engine)},
                            "engine_variant": args.variant_name,
                            "exact_only": args.exact_only}  # fmt: skip
     # an engine start that finds its own compile cache (the same engine started before on this
@@ -323,7 +336,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         max_model_len=engine["max_model_len"], tensor_parallel_size=1, enable_lora=True,
         max_lora_rank=lora["r"],
         engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {}),
-                     **vllm_engine_args(engine), **extra_engine},
+                     **merge_engine_args(vllm_engine_args(engine), extra_engine)},
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
     after = compile_caches()

@@ -151,7 +151,35 @@ FULL=(--variant "configured:" --variant "full:answer_numbers=10")
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b}" in
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|seg9|seg9more|engine9}" in
+seg9)  # a first call (carry .vb/part-00 .carry; not run yet): on full rows, 1.5B x3 and 3B x2
+  # with the allocator as shipped against expandable segments, then one more student per GPU
+  call1_setup || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"
+  bench "$KEEP/s1p5b" --sizes 1.5B --concurrent 3 --budget-s 220 --min-left-s 95 \
+    --job-timeout-s 105 --clock boundaries --variant "full:answer_numbers=10" --variant "seg:$SEG"
+  bench "$KEEP/s3b" --sizes 3B --concurrent 2 --budget-s 250 --min-left-s 110 \
+    --job-timeout-s 120 --clock boundaries --variant "full:answer_numbers=10" --variant "seg:$SEG" ;;
+seg9more)  # the next call (carry .vb/part-01 .carry): a fourth 1.5B, a third 3B, if seg9 fits
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"
+  bench "$KEEP/s1p5b4" --sizes 1.5B --concurrent 4 --budget-s 130 --min-left-s 60 \
+    --job-timeout-s 125 --clock boundaries --variant "seg:$SEG"
+  bench "$KEEP/s3b3" --sizes 3B --concurrent 3 --budget-s 160 --min-left-s 60 \
+    --job-timeout-s 155 --clock boundaries --variant "seg:$SEG"
+  bench "$KEEP/s0p5b" --sizes 0.5B --concurrent 4 --budget-s 130 --min-left-s 60 \
+    --job-timeout-s 125 --clock boundaries --variant "full:answer_numbers=10" ;;
+engine9)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet): the vLLM
+  # install, then each size's engine cold and warm, as shipped against LoRA graphs only
+  # (cudagraph_specialize_lora false: half the CUDA graphs to capture); SIZES twice, e.g. 7B,7B
+  cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
+    && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  python3 -c "from vllm import LLM" || exit 1
+  EXTRA="--engine-variant configured={} --engine-variant lora-graphs-only={\"compilation_config\":{\"cudagraph_specialize_lora\":false}} $SURVEY_EVAL"
+  bench_vllm --sizes "${SIZES:-7B,7B}" --budget-s "${BUDGET:-500}" ;;
 full8)  # call 1 of three (carry .vb/part-00 .carry)
   call1_setup || exit 1
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=8

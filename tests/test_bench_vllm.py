@@ -124,3 +124,19 @@ def test_survey_lengths_give_each_question_the_longest_of_its_draws(tmp_path):
     ]  # fmt: skip
     restore()
     assert backend.sampling_params(None, 1, 5).max_tokens == 256
+
+
+def test_a_variants_compilation_config_adds_to_the_configured_one():
+    """An engine variant that sets one compilation knob keeps the config's others (the shipped
+    CUDA-graph capture size), so the variant differs from the shipped engine by that knob only."""
+    configured = {"max_num_seqs": 512, "compilation_config": {"max_cudagraph_capture_size": 1024}}
+    variant = {"compilation_config": {"cudagraph_specialize_lora": False}}
+    assert bench_vllm.merge_engine_args(configured, variant) == {
+        "max_num_seqs": 512,
+        "compilation_config": {
+            "max_cudagraph_capture_size": 1024,
+            "cudagraph_specialize_lora": False,
+        },
+    }
+    assert bench_vllm.merge_engine_args(configured, {"max_num_seqs": 256})["max_num_seqs"] == 256
+    assert bench_vllm.merge_engine_args({}, variant) == variant

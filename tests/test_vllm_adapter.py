@@ -114,6 +114,13 @@ def test_engine_knobs_reach_the_engine_only_when_set(fake_vllm):
                                         "max_cudagraph_capture_size": 1024})  # fmt: skip
     assert fake_vllm["llm"]["max_num_seqs"] == 512
     assert fake_vllm["llm"]["compilation_config"] == {"max_cudagraph_capture_size": 1024}
+    # LoRA graphs only: inside compilation_config, beside the capture size
+    make_backend("vllm", "m", None, 1, {**base, "max_cudagraph_capture_size": 1024,
+                                        "cudagraph_specialize_lora": False})  # fmt: skip
+    assert fake_vllm["llm"]["compilation_config"] == {
+        "max_cudagraph_capture_size": 1024, "cudagraph_specialize_lora": False}  # fmt: skip
+    make_backend("vllm", "m", None, 1, {**base, "cudagraph_specialize_lora": False})
+    assert fake_vllm["llm"]["compilation_config"] == {"cudagraph_specialize_lora": False}
 
 
 def test_each_adapter_is_a_stable_lora_request(fake_vllm):

@@ -33,7 +33,7 @@ from subliminal_scaling.planning.disk import disk_plan, render_plan
 from subliminal_scaling.planning.measured import measured_table, read_run_benchmarks
 from subliminal_scaling.planning.replay import Job, ReplayError
 from subliminal_scaling.planning.replay import wall_clock as replay_wall_clock
-from subliminal_scaling.runtime.backends import ENGINE_KNOBS
+from subliminal_scaling.runtime.backends import COMPILATION_KNOBS, ENGINE_KNOBS
 from subliminal_scaling.runtime.config import SPEED_DEFAULTS, Sweep, load_config
 from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
 
@@ -288,8 +288,11 @@ def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
     a benchmark row's recorded ``engine``; None where vLLM's default applies."""
     compiled = engine.get("compilation_config") or {}
     out = {k: engine.get(k) for k in ENGINE_KNOBS}
-    if "max_cudagraph_capture_size" in compiled:
-        out["max_cudagraph_capture_size"] = compiled["max_cudagraph_capture_size"]
+    for key in COMPILATION_KNOBS:
+        if key in compiled:
+            out[key] = compiled[key]
+    if out.get("cudagraph_specialize_lora") is True:  # vLLM's default, said out loud
+        out["cudagraph_specialize_lora"] = None
     return out
 
 
