@@ -605,17 +605,6 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def _git_head() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        )
-        head = out.stdout.strip()
-        return head if re.fullmatch(r"[0-9a-f]{40}", head) else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _fmt(v: Any, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
@@ -678,6 +667,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def orchestrate(args: argparse.Namespace) -> int:
+    from subliminal_scaling.planning.provenance import code_provenance
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.budget_s
@@ -690,7 +681,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "effective_batch": None,
         "config": str(args.config),
-        "git_head": _git_head(),
+        **code_provenance(REPO),  # git_head, git_dirty, source_sha256_16
         "student_py_sha256_16": _sha256(REPO / "src/subliminal_scaling/train/student.py"),
         "command": " ".join(sys.argv),
         "results": [],

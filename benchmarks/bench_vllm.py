@@ -605,11 +605,14 @@ def main() -> None:
         name = "parity" if args.parity_worker else f"size-{args.worker}-{args.variant_name}"
         (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
         end_worker()
+    from subliminal_scaling.planning.provenance import code_provenance
+
     started = time.perf_counter()
     date = dt.date.today().isoformat()
     report: dict[str, Any] = {
         "benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "date": date,
         "command": " ".join(sys.argv), "versions": versions(), "results": [], "errors": {},
+        **code_provenance(REPO),  # git_head, git_dirty, source_sha256_16
     }  # fmt: skip
     # "parity" among --sizes runs the parity check at that place; else, with --parity, last
     names = [s for s in args.sizes.split(",") if s]
