@@ -7,11 +7,13 @@ Training time per student = its tokens (rows x epochs x measured tokens per row)
 measured non-pad tokens per second of the benchmark run whose settings equal the config's for
 that size (micro-batch, checkpointing, speed knobs, allocator) and that ran as many copies per
 GPU as the size's ``students_per_gpu`` (a shared GPU's throughput is split between them).
-Sampling time comes from the sampling benchmark of the configured backend: for vLLM
-(``bench_vllm.py``, dummy weights) the engine start of every GPU job (with an empty compile
-cache for a size's first job per stage, or the first G on G GPUs; warm for the others, where a
-warm start was measured), seconds per completion
-per new token at the expected completion lengths (``GEN_TOKENS``, ``ANSWER_TOKENS``; the bound
+Rows are priced at full ten-number answers: a size's own row of them where one was measured,
+else its row of 5-10-number answers times the full / 5-10 time per row measured in one run at
+the nearest size (``full_answer_scale``). Sampling time comes from the sampling benchmark of
+the configured backend: for vLLM (``bench_vllm.py``, dummy weights) the engine start of
+every GPU job (with an empty compile cache for a size's first job per stage, or the first G on
+G GPUs; warm for the others, where a warm start was measured), seconds per completion per new
+token at the expected completion lengths (``GEN_TOKENS``, ``ANSWER_TOKENS``; the bound
 with every completion at its limit is printed too) and the exact measure; for transformers,
 every batch runs to ``max_new_tokens`` (an upper bound). Unmeasured sizes are linear in
 parameters between measured ones, flagged as interpolated.
