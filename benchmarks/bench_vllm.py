@@ -319,11 +319,11 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(args.eval_reps)
     ]
     adapter = adapters[-1]
+    engine_args = merge_engine_args(vllm_engine_args(engine), extra_engine)
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
                            "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
                                       "load_format": "dummy", "enforce_eager": args.eager,
-                                      **merge_engine_args(vllm_engine_args(engine),
-                                                          extra_engine)},
+                                      **engine_args},
                            "engine_variant": args.variant_name,
                            "exact_only": args.exact_only}  # fmt: skip
     # an engine start that finds its own compile cache (the same engine started before on this
@@ -336,7 +336,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         max_model_len=engine["max_model_len"], tensor_parallel_size=1, enable_lora=True,
         max_lora_rank=lora["r"],
         engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {}),
-                     **merge_engine_args(vllm_engine_args(engine), extra_engine)},
+                     **engine_args},
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
     after = compile_caches()

@@ -55,6 +55,12 @@ call1_setup() {  # the first call on a machine: part-00 of the vLLM bundle, the 
     python3 -m pip install -q --no-index --no-deps --target /root/wsite .carry/wheels/*.whl &&
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 }
+install_vllm() {  # the third call: part-02, then unpack the bundle and the fix; vLLM importable
+  cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
+    && xz -d < .vb/fix.tar.xz | tar x -C /root || return 1
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  python3 -c "from vllm import LLM"
+}
 bench() {  # bench <out> <args...>
   local out=$1; shift
   python3 benchmarks/bench_train.py --ref .carry/ref --warmup 3 --steps "${STEPS:-6}" --out "$out" "$@" \
@@ -174,10 +180,7 @@ seg9more)  # the next call (carry .vb/part-01 .carry): a fourth 1.5B, a third 3B
 engine9)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet): the vLLM
   # install, then each size's engine cold and warm, as shipped against LoRA graphs only
   # (cudagraph_specialize_lora false: half the CUDA graphs to capture); SIZES twice, e.g. 7B,7B
-  cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
-    && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
-  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
-  python3 -c "from vllm import LLM" || exit 1
+  install_vllm || exit 1
   EXTRA="--engine-variant configured={} --engine-variant lora-graphs-only={\"compilation_config\":{\"cudagraph_specialize_lora\":false}} $SURVEY_EVAL"
   bench_vllm --sizes "${SIZES:-7B,7B}" --budget-s "${BUDGET:-500}" ;;
 full8)  # call 1 of three (carry .vb/part-00 .carry)
@@ -225,14 +228,11 @@ prefix7last)  # a fresh machine (carry .carry): 3B x2 and 1.5B x3 (the vLLM inst
   bench "$KEEP/p1p5b" --sizes 1.5B --concurrent 3 --budget-s 230 --min-left-s 95 \
     --job-timeout-s 115 --clock boundaries "${PREFIX[@]}" ;;
 prefix7vllm)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry): 3B x2, install, eval
-  cp .vb/part-02 /root/vb/
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=10
   bench "$KEEP/p3b" --sizes 3B --concurrent 2 --budget-s 260 --min-left-s 80 \
     --job-timeout-s 130 --clock boundaries "${SYNC[@]}" \
     --variant "syncfree-shared:logging_steps=10,sync_free_logging=true,shared_prefix=true"
-  cat /root/vb/part-* | xz -d | tar x -C /root && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
-  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
-  python3 -c "from vllm import LLM" || exit 1
+  install_vllm || exit 1
   EXTRA="$SURVEY_EVAL" bench_vllm --sizes "${SIZES:-3B}" --budget-s "${BUDGET:-240}" ;;
 call1)
   cp .vb/part-00 /root/vb/
@@ -343,10 +343,7 @@ sync6small)  # call 2 of three (carry .vb/part-01 .carry)
   bench "$KEEP/z1p5b" --sizes 1.5B --concurrent 3 --budget-s 240 --min-left-s 100 \
     --job-timeout-s 115 --clock boundaries "${SYNC[@]}" ;;
 vllm6)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref): install, then SIZES
-  cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
-    && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
-  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
-  python3 -c "from vllm import LLM" || exit 1
+  install_vllm || exit 1
   EXTRA="$SURVEY_EVAL" bench_vllm --sizes "${SIZES:-32B}" --budget-s "${BUDGET:-500}" ;;
 prof32)  # the 32B and 7B profiles again, with the GPU's idle gaps; parts: the caller
   export PYTHONPATH=/root/wsite:$PWD/src
@@ -360,9 +357,6 @@ vllm)  # a later call on the same warm machine: vLLM is installed already
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
   bench_vllm --sizes "${SIZES:?}" --budget-s "${BUDGET:-500}" ;;
 call3)
-  cp .vb/part-02 /root/vb/ && cat /root/vb/part-* | xz -d | tar x -C /root \
-    && xz -d < .vb/fix.tar.xz | tar x -C /root || exit 1
-  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
-  python3 -c "from vllm import LLM" || exit 1
+  install_vllm || exit 1
   bench_vllm --parity --sizes "${SIZES:-32B,7B,0.5B,14B}" --budget-s "${BUDGET:-520}" ;;
 esac

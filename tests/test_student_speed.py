@@ -212,17 +212,25 @@ def _two_steps(world, tmp_path, **knobs):
     return trainer
 
 
+def _same_logs(first, second) -> list[tuple[dict, dict]]:
+    """The two trainers' two training logs, pairwise: loss, entropy, token accuracy and token
+    count equal."""
+    logs = [[h for h in t.state.log_history if "loss" in h] for t in (first, second)]
+    assert len(logs[0]) == len(logs[1]) == 2
+    pairs = list(zip(*logs, strict=True))
+    for a, b in pairs:
+        for key in ("loss", "entropy", "mean_token_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5), key
+        assert b["num_tokens"] == a["num_tokens"] > 0
+    return pairs
+
+
 def test_sync_free_logging_logs_trl_metrics_and_counts_tokens_on_the_cpu(world, tmp_path):
     """With one micro-batch per step both averaging schemes agree: the logged loss, entropy,
     token accuracy and token count equal TRL's own; the CPU token count equals the trainer's."""
     plain = _two_steps(world, tmp_path / "plain", padding_free=True)
     free = _two_steps(world, tmp_path / "free", padding_free=True, sync_free_logging=True)
-    logs = [[h for h in t.state.log_history if "loss" in h] for t in (plain, free)]
-    assert len(logs[0]) == len(logs[1]) == 2
-    for a, b in zip(*logs, strict=True):
-        for key in ("loss", "entropy", "mean_token_accuracy"):
-            assert b[key] == pytest.approx(a[key], rel=1e-5), key
-        assert b["num_tokens"] == a["num_tokens"] > 0
+    for a, b in _same_logs(plain, free):
         assert ("tokens_per_s" in b) == ("tokens_per_s" in a)  # from the second log on
         assert b.get("tokens_per_s", 1) > 0
     # the same count of trained tokens, without sync_free_logging read off the GPU by the
@@ -344,11 +352,6 @@ def test_shared_prefix_logs_and_counts_the_rows_tokens(world, tmp_path, varlen_s
         return trainer
 
     whole, shared = run(tmp_path / "whole"), run(tmp_path / "shared", shared_prefix=True)
-    logs = [[h for h in t.state.log_history if "loss" in h] for t in (whole, shared)]
-    assert len(logs[0]) == len(logs[1]) == 2
-    for a, b in zip(*logs, strict=True):
-        for key in ("loss", "entropy", "mean_token_accuracy"):
-            assert b[key] == pytest.approx(a[key], rel=1e-5), key
-        assert b["num_tokens"] == a["num_tokens"] > 0
+    _same_logs(whole, shared)
     assert shared.state.num_input_tokens_seen == whole.state.num_input_tokens_seen > 0
     assert shared.token_count.tokens == whole.token_count.tokens

@@ -518,8 +518,9 @@ def _generation_config(model_source: str, revision: str | None) -> dict[str, Any
 #: shorter engine start, while a batch without an adapter (the control's eval) runs the LoRA
 #: kernels with none active.
 ENGINE_KNOBS = ("max_num_seqs", "max_cudagraph_capture_size", "cudagraph_specialize_lora")
-#: the knobs vLLM takes inside ``compilation_config``
-COMPILATION_KNOBS = ("max_cudagraph_capture_size", "cudagraph_specialize_lora")
+#: the knobs vLLM takes inside ``compilation_config``, with their types
+COMPILATION_KNOBS: dict[str, type] = {"max_cudagraph_capture_size": int,
+                                      "cudagraph_specialize_lora": bool}  # fmt: skip
 
 
 def vllm_engine_args(vllm_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -527,11 +528,11 @@ def vllm_engine_args(vllm_cfg: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if vllm_cfg.get("max_num_seqs") is not None:
         out["max_num_seqs"] = int(vllm_cfg["max_num_seqs"])
-    compiled: dict[str, Any] = {}
-    if vllm_cfg.get("max_cudagraph_capture_size") is not None:
-        compiled["max_cudagraph_capture_size"] = int(vllm_cfg["max_cudagraph_capture_size"])
-    if vllm_cfg.get("cudagraph_specialize_lora") is not None:
-        compiled["cudagraph_specialize_lora"] = bool(vllm_cfg["cudagraph_specialize_lora"])
+    compiled = {
+        key: kind(vllm_cfg[key])
+        for key, kind in COMPILATION_KNOBS.items()
+        if vllm_cfg.get(key) is not None
+    }
     if compiled:
         out["compilation_config"] = compiled
     return out
