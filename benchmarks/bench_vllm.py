@@ -340,8 +340,9 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
     after = compile_caches()
-    # enforce_eager compiles nothing: no cache to find
-    out["compile_cache_warm"] = None if args.eager else bool(after) and after <= before
+    # enforce_eager (--eager, or an engine variant's) compiles nothing: no cache to find
+    eager = args.eager or bool(engine_args.get("enforce_eager"))
+    out["compile_cache_warm"] = None if eager else bool(after) and after <= before
     out["compile_caches_new"] = sorted(after - before)
     runs = []
     slug = f"qwen-2.5-{size.lower()}-instruct"

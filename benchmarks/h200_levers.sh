@@ -157,7 +157,43 @@ FULL=(--variant "configured:" --variant "full:answer_numbers=10")
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
 SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|seg9|seg9more|engine9}" in
+# Session of 2026-12-04 (8): ck10 (part-00 + wheels), small10 (part-01), eager10 (part-02: the
+#   vLLM install), then eager10b on the warm machine; every training row on full answers:
+#   ck10:     32B as shipped (micro-batch 20) against micro-batch 30 with the first 4 decoder
+#             layers recomputed in the backward pass (training.checkpoint_layers: 4)
+#   small10:  3B x2 as shipped against 3B x3 with expandable segments; 1.5B x4 with expandable
+#             segments; 0.5B x4 as shipped
+#   eager10:  the eval engine as shipped against enforce_eager (no compile, no CUDA graphs), 7B
+#             twice each (cold, then warm compile cache), survey-length evals
+#   eager10b: enforce_eager alone at 32B, 0.5B, 14B
+EAGER="--engine-variant eager={\"enforce_eager\":true}"
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|seg9|seg9more|engine9|ck10|small10|eager10|eager10b}" in
+ck10)  # call 1 of three (carry .vb/part-00 .carry)
+  call1_setup || exit 1
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  bench "$KEEP/c32b" --sizes 32B --budget-s 310 --min-left-s 100 --job-timeout-s 150 \
+    --clock boundaries --variant "full:answer_numbers=10" \
+    --variant "full-mb30-ck4:answer_numbers=10,micro_batch=30,checkpoint_layers=4" ;;
+small10)  # call 2 of three (carry .vb/part-01 .carry)
+  cp .vb/part-01 /root/vb/
+  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
+  SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"
+  bench "$KEEP/m3b2" --sizes 3B --concurrent 2 --budget-s 130 --min-left-s 60 \
+    --job-timeout-s 125 --clock boundaries --variant "full:answer_numbers=10"
+  bench "$KEEP/m3b3" --sizes 3B --concurrent 3 --budget-s 160 --min-left-s 60 \
+    --job-timeout-s 155 --clock boundaries --variant "seg:$SEG"
+  bench "$KEEP/m1p5b4" --sizes 1.5B --concurrent 4 --budget-s 130 --min-left-s 60 \
+    --job-timeout-s 125 --clock boundaries --variant "seg:$SEG"
+  bench "$KEEP/m0p5b4" --sizes 0.5B --concurrent 4 --budget-s 120 --min-left-s 60 \
+    --job-timeout-s 115 --clock boundaries --variant "full:answer_numbers=10" ;;
+eager10)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
+  install_vllm || exit 1
+  EXTRA="--engine-variant configured={} $EAGER $SURVEY_EVAL"
+  bench_vllm --sizes "${SIZES:-7B,7B}" --budget-s "${BUDGET:-480}" ;;
+eager10b)  # the warm machine after eager10 (carry .carry/ref)
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  EXTRA="$EAGER $SURVEY_EVAL"
+  bench_vllm --sizes "${SIZES:-32B,0.5B,14B}" --budget-s "${BUDGET:-420}" ;;
 seg9)  # a first call (carry .vb/part-00 .carry; not run yet): on full rows, 1.5B x3 and 3B x2
   # with the allocator as shipped against expandable segments, then one more student per GPU
   call1_setup || exit 1

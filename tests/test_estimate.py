@@ -404,11 +404,14 @@ def test_vllm_rows_price_only_the_engine_settings_they_ran(bench, tmp_path):
     # the recorded compilation_config counts as max_cudagraph_capture_size
     knobs = estimate.engine_knobs({"compilation_config": {"max_cudagraph_capture_size": 1024}})
     assert knobs == {"max_num_seqs": None, "max_cudagraph_capture_size": 1024,
-                     "cudagraph_specialize_lora": None}  # fmt: skip
+                     "cudagraph_specialize_lora": None, "enforce_eager": None}  # fmt: skip
     # LoRA graphs only is a setting of its own; true is vLLM's default, the same as unset
     lora_only = {"compilation_config": {"cudagraph_specialize_lora": False}}
     assert estimate.engine_knobs(lora_only)["cudagraph_specialize_lora"] is False
     assert estimate.engine_knobs({"cudagraph_specialize_lora": True}) == estimate.engine_knobs({})
+    # an eager engine is a setting of its own; false (a benchmark row's record) is the default
+    assert estimate.engine_knobs({"enforce_eager": True})["enforce_eager"] is True
+    assert estimate.engine_knobs({"enforce_eager": False}) == estimate.engine_knobs({})
 
 
 def _with_graphs_rows(sweep: Sweep, paths, tmp_path, rows: list[dict]):

@@ -355,3 +355,60 @@ def test_shared_prefix_logs_and_counts_the_rows_tokens(world, tmp_path, varlen_s
     _same_logs(whole, shared)
     assert shared.state.num_input_tokens_seen == whole.state.num_input_tokens_seen > 0
     assert shared.token_count.tokens == whole.token_count.tokens
+
+
+def test_checkpoint_layers_gives_the_same_loss_and_gradients(world, tmp_path, varlen_stand_in):
+    """training.checkpoint_layers on the shipped 32B path (varlen, shared prefix, compiled
+    layers): the first layer recomputed in the backward pass gives the padded step's loss and
+    LoRA gradients, the first layer's LoRA weights included (its input needs no gradient)."""
+    pad = _first_step(world, tmp_path / "pad")
+    torch._dynamo.reset()
+    ckpt = _first_step(
+        world, tmp_path / "ckpt", padding_free=True, pad_to_multiple_of=16,
+        attn_implementation=kernels.VARLEN, shared_prefix=True, compile_layers=True,
+        compile_backend="aot_eager", checkpoint_layers=1,
+    )  # fmt: skip
+    _assert_same_step(pad, ckpt)
+    assert any(".layers.0." in name and ckpt[1][name].abs().sum() > 0 for name in ckpt[1])
+
+
+def _saved_bytes(model, ids) -> int:
+    """Bytes autograd keeps for the backward pass of one forward pass."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids).logits.sum()
+    return total
+
+
+def test_checkpoint_first_layers_keeps_fewer_activations_and_the_same_names():
+    cfg = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg).train()
+    ids = torch.randint(0, 64, (2, 40))
+    names = [n for n, _ in model.named_parameters()]
+    kept = _saved_bytes(model, ids)
+    assert kernels.checkpoint_first_layers(model, 2) == 2
+    assert kernels.checkpoint_first_layers(model, 2) == 2  # idempotent: not wrapped twice
+    layers = kernels.decoder_layers(model)
+    assert [type(x).__name__ for x in layers] == ["Qwen2DecoderLayer"] * 3
+    assert type(layers[0]) is type(layers[1]) and type(layers[0]).__mro__[1] is type(layers[2])
+    assert [n for n, _ in model.named_parameters()] == names
+    fewer = _saved_bytes(model, ids)
+    # two of three layers keep only their inputs: well under the full set
+    assert fewer < 0.6 * kept, (fewer, kept)
+    with torch.no_grad():  # no gradients, no checkpoint: the plain call
+        model(input_ids=ids)
+    with pytest.raises(ValueError, match=r"checkpoint_layers: 4 is more than the model's 3"):
+        kernels.checkpoint_first_layers(model, 4)
+
+
+def test_checkpoint_layers_refuses_full_gradient_checkpointing(world, tmp_path):
+    with pytest.raises(ValueError, match=r"checkpoint_layers: gradient_checkpointing already"):
+        _first_step(world, tmp_path, checkpoint_layers=1, gradient_checkpointing=True)

@@ -220,6 +220,9 @@ class SampleCost:
     gen_s: float  # one generation job's sampling (n_prompts completions)
     eval_s: float  # one evaluation: the sampled answers and the exact measure
     note: str
+    # the evaluation engine's starts (its own settings, e.g. enforce_eager); None: as above
+    eval_start_s: float | None = None
+    eval_restart_s: float | None = None
 
 
 def _interp(values: dict[str, float], params: dict[str, int], size: str) -> tuple[float, str]:
@@ -295,6 +298,8 @@ def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
             out[key] = compiled[key]
     if out.get("cudagraph_specialize_lora") is True:  # vLLM's default, said out loud
         out["cudagraph_specialize_lora"] = None
+    if not out.get("enforce_eager"):  # vLLM's default (false), said out loud
+        out["enforce_eager"] = None
     return out
 
 
@@ -406,10 +411,11 @@ def sample_costs(
             else:
                 notes.append("exact measure not measured")
         # rows whose engine found its own compile cache (bench_vllm's compile_cache_warm)
-        # price later jobs of a size; the others, and rows that did not record it, the first
+        # price later jobs of a size; the others, and rows that did not record it, the first.
+        # An eager engine compiles nothing: its start prices both.
         use, _, why = pick(lambda r: r.get("engine_start_s") is not None)
         cold = [r for r in use if r.get("compile_cache_warm") is not True]
-        warm = [r for r in use if r.get("compile_cache_warm") is True]
+        warm = [r for r in use if r.get("compile_cache_warm") is True or _eager(r)]
         starts = _by_size(cold, lambda r: r.get("engine_start_s"))
         out[f"{stage}_start"] = _interp(starts, params, size)[0] if starts else 0.0
         restarts = _by_size(warm, lambda r: r.get("engine_start_s"))
@@ -427,14 +433,24 @@ def sample_costs(
         if stage == "eval":
             notes.append(f"warm engine start {warm_how}{why}")
     if out["gen_start"] != out["eval_start"]:
-        notes.append("engine starts differ by stage")
+        notes.append(
+            f"engine starts by stage: generation {out['gen_start']:.0f} / "
+            f"{out['gen_restart']:.0f} s, evaluation {out['eval_start']:.0f} / "
+            f"{out['eval_restart']:.0f} s (cold / warm)"
+        )
     return SampleCost(
-        engine_start_s=max(out["gen_start"], out["eval_start"]),
-        engine_restart_s=max(out["gen_restart"], out["eval_restart"]),
+        engine_start_s=out["gen_start"],
+        engine_restart_s=out["gen_restart"],
         gen_s=out["gen"],
         eval_s=out["eval"],
         note="; ".join(notes),
+        eval_start_s=out["eval_start"],
+        eval_restart_s=out["eval_restart"],
     )
+
+
+def _eager(row: dict[str, Any]) -> bool:
+    return bool((row.get("engine") or {}).get("enforce_eager"))
 
 
 def build_jobs(
@@ -470,13 +486,18 @@ def build_jobs(
         student_s = tr["n_rows"] * tr["epochs"] * rate.seconds_per_row * share
         cost = sample_costs(sample, params, size, cfg, gen_tokens, answer_tokens)
         start, restart = cost.engine_start_s, cost.engine_restart_s
+        ev_start0 = start if cost.eval_start_s is None else cost.eval_start_s
+        ev_restart = restart if cost.eval_restart_s is None else cost.eval_restart_s
         ev_s = cost.eval_s
         # engine start of the k-th job (0-based) of a stage of this size
-        starts = [start if k < cold_starts else restart for k in range(len(sweep.conditions) + 1)]
+        n_jobs = len(sweep.conditions) + 1
+        starts = [start if k < cold_starts else restart for k in range(n_jobs)]
+        ev_starts = [ev_start0 if k < cold_starts else ev_restart for k in range(n_jobs)]
 
         notes.append(
-            f"sample {size}: {cost.note}; engine start {start:.0f} s for the first "
-            f"{cold_starts} job(s) per stage, {restart:.0f} s for the others"
+            f"sample {size}: {cost.note}; engine start {max(start, ev_start0):.0f} s for the "
+            f"first {cold_starts} job(s) per stage, {max(restart, ev_restart):.0f} s for the "
+            "others"
         )
         for k, c in enumerate(sweep.conditions):
             g = f"gen/{m.slug}/{c}"
@@ -491,14 +512,20 @@ def build_jobs(
             ev_prio = sweep.eval_priority(m.slug)
             name = f"eval/{m.slug}/{c}"
             # the control's evaluation (below) runs first: it needs no students
-            ev_start = starts[k + 1]
+            ev_start = ev_starts[k + 1]
             jobs.append(
                 _job("evaluation", m.slug, c, ev_start + ev_s * n_evals, ev_prio, students, name)
             )
         name = f"eval/{m.slug}/control"
         jobs.append(
             _job(
-                "evaluation", m.slug, "control", start + ev_s, sweep.eval_priority(m.slug), [], name
+                "evaluation",
+                m.slug,
+                "control",
+                ev_start0 + ev_s,
+                sweep.eval_priority(m.slug),
+                [],
+                name,
             )
         )
     return jobs, notes

@@ -516,8 +516,15 @@ def _generation_config(model_source: str, revision: str | None) -> dict[str, Any
 #: With LoRA on, vLLM 0.26 captures every graph twice, with and without an active adapter
 #: (``cudagraph_specialize_lora``, default true): false captures the LoRA graphs only, a
 #: shorter engine start, while a batch without an adapter (the control's eval) runs the LoRA
-#: kernels with none active.
-ENGINE_KNOBS = ("max_num_seqs", "max_cudagraph_capture_size", "cudagraph_specialize_lora")
+#: kernels with none active. ``enforce_eager`` (default false) compiles nothing and captures no
+#: graphs: the shortest engine start, for engines that decode few tokens (the eval's one-word
+#: answers, the exact measure's single forward passes).
+ENGINE_KNOBS = (
+    "max_num_seqs",
+    "max_cudagraph_capture_size",
+    "cudagraph_specialize_lora",
+    "enforce_eager",
+)
 #: the knobs vLLM takes inside ``compilation_config``, with their types
 COMPILATION_KNOBS: dict[str, type] = {"max_cudagraph_capture_size": int,
                                       "cudagraph_specialize_lora": bool}  # fmt: skip
@@ -528,6 +535,8 @@ def vllm_engine_args(vllm_cfg: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if vllm_cfg.get("max_num_seqs") is not None:
         out["max_num_seqs"] = int(vllm_cfg["max_num_seqs"])
+    if vllm_cfg.get("enforce_eager"):
+        out["enforce_eager"] = True
     compiled = {
         key: kind(vllm_cfg[key])
         for key, kind in COMPILATION_KNOBS.items()

@@ -29,6 +29,7 @@ SPEED_DEFAULTS: dict[str, Any] = {
     "logging_steps": 1,
     "sync_free_logging": False,
     "shared_prefix": False,
+    "checkpoint_layers": 0,
 }
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "config.schema.yaml"
@@ -137,6 +138,17 @@ def _semantic_checks(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{where}.train.shared_prefix: needs attn_implementation 'torch_varlen' "
                 f"(this size has {knobs.get('attn_implementation')!r}); set shared_prefix: false"
+            )
+        layers = knobs.get("checkpoint_layers") or 0
+        if layers and knobs.get("gradient_checkpointing"):
+            raise ConfigError(
+                f"{where}.train.checkpoint_layers: {layers}, but gradient_checkpointing already "
+                "recomputes every layer; set one of them"
+            )
+        depth = m.get("shape", {}).get("num_hidden_layers")
+        if depth is not None and layers > depth:
+            raise ConfigError(
+                f"{where}.train.checkpoint_layers: {layers} is more than the model's {depth} layers"
             )
         if config.get("toy") and "toy" not in m:
             raise ConfigError(f"{where}.toy: toy world models need a toy build block")

@@ -23,6 +23,7 @@ SPEED_KNOBS = (
     "logging_steps",
     "sync_free_logging",
     "shared_prefix",
+    "checkpoint_layers",
 )
 
 

@@ -131,3 +131,53 @@ def compile_decoder_layers(model: Any, backend: str = "inductor") -> int:
     for layer in layers:
         layer.compile(backend=backend, dynamic=None)
     return len(layers)
+
+
+#: checkpointed subclasses made by ``checkpoint_first_layers``, one per layer class
+_CHECKPOINTED: dict[type, type] = {}
+
+
+def _checkpointed(cls: type) -> type:
+    """``cls`` whose call runs under non-reentrant activation checkpointing while training.
+
+    The checkpoint wraps ``nn.Module.__call__``, so a layer compiled in place
+    (``compile_decoder_layers``: its compiled call is inside ``__call__``) runs compiled both
+    times, and the subclass keeps the class name: parameter names, adapters and
+    ``decoder_layers`` are unchanged. Non-reentrant: the layer's inputs need not require
+    gradients (with LoRA the embeddings are frozen, and the first layer's input does not).
+    """
+    if cls not in _CHECKPOINTED:
+        import functools
+
+        import torch
+        from torch.utils.checkpoint import checkpoint
+
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not (self.training and torch.is_grad_enabled()):
+                return cls.__call__(self, *args, **kwargs)
+            call = functools.partial(cls.__call__, self)
+            return checkpoint(call, *args, use_reentrant=False, **kwargs)
+
+        _CHECKPOINTED[cls] = type(cls.__name__, (cls,), {"__call__": __call__})
+    return _CHECKPOINTED[cls]
+
+
+def checkpoint_first_layers(model: Any, n: int) -> int:
+    """Recompute the first ``n`` decoder layers in the backward pass instead of keeping their
+    activations (``training.checkpoint_layers``); returns ``n``.
+
+    Why: a micro-batch's activations grow by one layer's worth per layer, and keeping a few
+    layers fewer lets a larger micro-batch fit (32B: 30 rows instead of 20) at the price of
+    running those layers' forward pass twice. The first layers, because the backward pass
+    reaches them last, when the later layers' activations are already freed: recomputing them
+    does not add to the peak. Same loss and gradients (an exact recomputation).
+    """
+    layers = decoder_layers(model)
+    if n > len(layers):
+        raise ValueError(
+            f"training.checkpoint_layers: {n} is more than the model's {len(layers)} layers"
+        )
+    for layer in layers[:n]:
+        if type(layer) not in _CHECKPOINTED.values():
+            layer.__class__ = _checkpointed(type(layer))
+    return n

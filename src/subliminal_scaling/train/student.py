@@ -28,7 +28,12 @@ from typing import Any
 from subliminal_scaling.runtime import io, layout
 from subliminal_scaling.runtime.layout import ADAPTER_FILES
 from subliminal_scaling.runtime.specs import StudentSpec
-from subliminal_scaling.train.kernels import VARLEN, compile_decoder_layers, register_attention
+from subliminal_scaling.train.kernels import (
+    VARLEN,
+    checkpoint_first_layers,
+    compile_decoder_layers,
+    register_attention,
+)
 from subliminal_scaling.train.prefix import SharedPrefix, saved_tokens
 
 log = logging.getLogger(__name__)
@@ -403,6 +408,15 @@ def build_trainer(
     if training.get("compile_layers"):
         n = compile_decoder_layers(trainer.model, backend=compile_backend)
         log.info("compiled %d decoder layers (regional torch.compile)", n)
+    layers = int(training.get("checkpoint_layers") or 0)
+    if layers:
+        if spec.gradient_checkpointing:
+            raise ValueError(
+                "training.checkpoint_layers: gradient_checkpointing already recomputes every "
+                "layer; set one of them"
+            )
+        checkpoint_first_layers(trainer.model, layers)
+        log.info("the first %d decoder layers recompute their activations", layers)
     if args.padding_free:
         check_row_lengths(trainer.train_dataset, training["max_length"])
     return trainer
