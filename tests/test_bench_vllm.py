@@ -140,3 +140,20 @@ def test_a_variants_compilation_config_adds_to_the_configured_one():
     }
     assert bench_vllm.merge_engine_args(configured, {"max_num_seqs": 256})["max_num_seqs"] == 256
     assert bench_vllm.merge_engine_args({}, variant) == variant
+
+
+def test_the_engine_knobs_reach_vllm_as_its_arguments():
+    """Each ``vllm`` config knob becomes the LLM argument vLLM reads (top level or inside
+    compilation_config); unset and false-by-default knobs pass nothing, leaving vLLM's own."""
+    from subliminal_scaling.runtime.backends import vllm_engine_args
+
+    assert vllm_engine_args({"max_num_seqs": None, "enforce_eager": None}) == {}
+    assert vllm_engine_args({"enforce_eager": False}) == {}
+    assert vllm_engine_args(
+        {"max_num_seqs": 512, "max_cudagraph_capture_size": 1024, "enforce_eager": True,
+         "cudagraph_specialize_lora": False}
+    ) == {
+        "max_num_seqs": 512, "enforce_eager": True,
+        "compilation_config": {"max_cudagraph_capture_size": 1024,
+                               "cudagraph_specialize_lora": False},
+    }  # fmt: skip

@@ -237,3 +237,23 @@ def test_shared_prefix_needs_the_varlen_kernel(real_config):
     real_config["models"][2]["train"]["attn_implementation"] = "flex_attention"
     with pytest.raises(ConfigError, match=r"^config\.models\[2\]\.train\.shared_prefix: needs"):
         validate_config(real_config)
+
+
+def test_checkpoint_layers_is_checked_at_load(real_config):
+    """training.checkpoint_layers: shipped at 32B only; with full gradient checkpointing, or
+    more layers than the model has, the config is refused at load with the key's path."""
+    sweep = Sweep(copy.deepcopy(real_config))
+    layers = {s: sweep.training_for(s)["checkpoint_layers"] for s in sweep.slugs}
+    assert layers == {s: 4 if s == "qwen-2.5-32b-instruct" else 0 for s in sweep.slugs}
+    both = copy.deepcopy(real_config)
+    both["models"][0]["train"]["gradient_checkpointing"] = True
+    with pytest.raises(ConfigError, match=r"^config\.models\[0\]\.train\.checkpoint_layers: 4,"):
+        validate_config(both)
+    deep = copy.deepcopy(real_config)
+    deep["models"][0]["train"]["checkpoint_layers"] = 65
+    with pytest.raises(ConfigError, match=r"checkpoint_layers: 65 is more than the model's 64"):
+        validate_config(deep)
+    negative = copy.deepcopy(real_config)
+    negative["training"]["checkpoint_layers"] = -1
+    with pytest.raises(ConfigError, match=r"checkpoint_layers"):
+        validate_config(negative)

@@ -284,27 +284,26 @@ def test_the_shipped_settings_are_the_measured_ones(real_config):
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s5-*.json")))
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s6-prefix-*.json")))
     h200 += sorted(glob.glob(str(res / "h200-2026-12-03-s7-*.json")))
+    h200 += sorted(glob.glob(str(res / "h200-2026-12-04-s8*.json")))
     train, sample = estimate.load_benchmarks(h200)
     jobs, notes = estimate.build_jobs(Sweep(real_config), train, sample)
     assert all("NVIDIA H200" in n for n in notes if n.startswith("train "))
     # sampling is priced by vLLM rows of the shipped engine settings, not stand-ins
     assert not any("stand in" in n for n in notes)
     assert any(n.startswith("sample 7B:") and "beyond" not in n for n in notes)
-    assert any(n.startswith("train 0.5B:") and "s5-sync" in n for n in notes)
-    # rows of full ten-number answers, shared_prefix (and sync_free_logging)
-    for size in ("1.5B", "7B", "14B", "32B"):
-        assert any(n.startswith(f"train {size}:") and "s7-full" in n for n in notes), size
-    assert any(n.startswith("train 32B:") and "s7-full-32b-mb20" in n for n in notes)
-    for size in ("3B", "0.5B"):  # shorter rows, scaled by the ratio measured at 1.5B
-        assert any(
-            n.startswith(f"train {size}:") and "measured at 1.5B in one run" in n for n in notes
-        ), size
+    # every size from rows of full ten-number answers, none scaled from shorter rows
+    rows = {"32B": "s8b-ck-32b.json:full-mb30-ck4", "14B": "s7-full-14b.json:full",
+            "7B": "s7-full-7b.json:full", "3B": "s8b-3b2-seg.json:seg",
+            "1.5B": "s8b-1p5b3-seg.json:seg", "0.5B": "s8-0p5b4-full.json:full"}  # fmt: skip
+    for size, row in rows.items():
+        assert any(n.startswith(f"train {size}:") and row in n for n in notes), size
+    assert not any(n.startswith("train ") and "for full ten-number answers" in n for n in notes)
     for size in ("14B", "32B"):  # evals at the survey's answer lengths; warm engine starts
         assert any(n.startswith(f"sample {size}:") and "survey's answer" in n for n in notes)
         assert any(n.startswith(f"sample {size}:") and "warm engine start measured" in n
                    for n in notes)  # fmt: skip
     hours = sum(sum(v.values()) for v in estimate.summarize(jobs).values())
-    assert 140 < hours < 250  # 156.0 at the last edit (README, "Measured on a GPU")
+    assert 140 < hours < 250  # 156.8 at the last edit (README, "Measured on a GPU")
     h100 = [str(res / "h100-2026-11-24-speed.json")]
     real_config.update(yaml.safe_load((REPO / "config" / "h100.yaml").read_text()))
     validate_config(real_config)  # merges model_overrides into models[]
@@ -507,3 +506,46 @@ def test_an_eval_at_the_surveys_answer_lengths_prices_its_size_and_each_workload
     jobs, _ = estimate.build_jobs(sweep, train, sample, answer_tokens=16)
     by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
     assert by[("evaluation", s32, "control")] == pytest.approx(300.0 + 1e-3 * 16 * 5000 + 3.0)
+
+
+def test_each_stage_pays_the_engine_starts_of_its_own_settings(bench, tmp_path):
+    """evaluation.vllm.enforce_eager: the eval engines are priced by eager rows (their start
+    compiles nothing, so every eval job, the first one too, pays it), while the generation
+    engines keep the cold and warm starts of the shipped graph settings."""
+    sweep, paths = bench
+    graphs = {"compilation_config": {"max_cudagraph_capture_size": 1024}}
+    eager = {**graphs, "enforce_eager": True}
+
+    def row(size, engine, start, warm, eval_s):
+        runs = [
+            {"workload": w, "completions": 5000, "max_new_tokens": n, "wall_s": eval_s}
+            for w, n in (("numbers", 48), ("eval", 16))
+        ]
+        return {"size": size, "engine_start_s": start, "compile_cache_warm": warm,
+                "runs": runs, "engine": engine}  # fmt: skip
+
+    rows = [row(s, graphs, 200.0, False, 4.0) for s in ("0.5B", "32B")]
+    rows += [row(s, graphs, 80.0, True, 4.0) for s in ("0.5B", "32B")]
+    rows += [row(s, eager, 30.0, None, 9.0) for s in ("0.5B", "32B")]
+    train, sample = _with_graphs_rows(sweep, paths, tmp_path, rows)
+    by_stage = {}
+    for setting in (None, True):
+        sweep.config["evaluation"]["vllm"]["enforce_eager"] = setting
+        jobs, notes = estimate.build_jobs(sweep, train, sample)
+        by_stage[setting] = {
+            (j.rule, j.wildcards["condition"]): j.seconds
+            for j in jobs if j.wildcards["model"] == "qwen-2.5-32b-instruct"
+        }  # fmt: skip
+    graphs_run, eager_run = by_stage[None], by_stage[True]
+    n_evals = len(sweep.seeds) * sweep.config["training"]["epochs"]
+    # generation: a cold first job, warm later ones, whatever the eval engine does
+    first, later = sweep.conditions[0], sweep.conditions[1]
+    for run in (graphs_run, eager_run):
+        gap = run[("generation", first)] - run[("generation", later)]
+        assert gap == pytest.approx(200.0 - 80.0)
+        assert run[("generation", later)] == graphs_run[("generation", later)]
+    assert graphs_run[("evaluation", "control")] == pytest.approx(200.0 + 4.0)
+    assert graphs_run[("evaluation", "dolphin")] == pytest.approx(80.0 + 4.0 * n_evals)
+    assert eager_run[("evaluation", "control")] == pytest.approx(30.0 + 9.0)
+    assert eager_run[("evaluation", "dolphin")] == pytest.approx(30.0 + 9.0 * n_evals)
+    assert any("engine starts by stage" in n for n in notes)
