@@ -306,7 +306,8 @@ def test_sync_free_logging_reads_the_device_only_when_it_logs(world, tmp_path, v
 def test_shared_prefix_gives_the_same_loss_and_gradients(world, tmp_path, varlen_stand_in):
     """training.shared_prefix: the rows' common opening (the chat template's default system
     prompt and user header) is computed once per micro-batch; the loss and the LoRA gradients
-    equal the padded step's, and the micro-batches hold the same completion tokens."""
+    equal the padded step's, and the micro-batches hold the same completion tokens. The same
+    with checkpoint_layers (in this test: it reuses the compiled layers)."""
     pad = _first_step(world, tmp_path / "pad")
     varlen = _first_step(
         world, tmp_path / "varlen", padding_free=True, pad_to_multiple_of=16,
@@ -319,6 +320,15 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(world, tmp_path, varlen
         compile_backend="aot_eager",
     )  # fmt: skip
     _assert_same_step(pad, shared)
+    # training.checkpoint_layers on this path (32B's): the first layer recomputed in the
+    # backward pass, its LoRA weights' gradients too (its input needs no gradient)
+    ckpt = _first_step(
+        world, tmp_path / "ckpt", padding_free=True, pad_to_multiple_of=16,
+        attn_implementation=kernels.VARLEN, shared_prefix=True, compile_layers=True,
+        compile_backend="aot_eager", checkpoint_layers=1,
+    )  # fmt: skip
+    _assert_same_step(pad, ckpt)
+    assert any(".layers.0." in name and ckpt[1][name].abs().sum() > 0 for name in ckpt[1])
     for full, short in zip(varlen[2], shared[2], strict=True):
         assert torch.equal(full["labels"][full["labels"] != -100],
                            short["labels"][short["labels"] != -100])  # fmt: skip
@@ -355,21 +365,6 @@ def test_shared_prefix_logs_and_counts_the_rows_tokens(world, tmp_path, varlen_s
     _same_logs(whole, shared)
     assert shared.state.num_input_tokens_seen == whole.state.num_input_tokens_seen > 0
     assert shared.token_count.tokens == whole.token_count.tokens
-
-
-def test_checkpoint_layers_gives_the_same_loss_and_gradients(world, tmp_path, varlen_stand_in):
-    """training.checkpoint_layers on the shipped 32B path (varlen, shared prefix, compiled
-    layers): the first layer recomputed in the backward pass gives the padded step's loss and
-    LoRA gradients, the first layer's LoRA weights included (its input needs no gradient)."""
-    pad = _first_step(world, tmp_path / "pad")
-    torch._dynamo.reset()
-    ckpt = _first_step(
-        world, tmp_path / "ckpt", padding_free=True, pad_to_multiple_of=16,
-        attn_implementation=kernels.VARLEN, shared_prefix=True, compile_layers=True,
-        compile_backend="aot_eager", checkpoint_layers=1,
-    )  # fmt: skip
-    _assert_same_step(pad, ckpt)
-    assert any(".layers.0." in name and ckpt[1][name].abs().sum() > 0 for name in ckpt[1])
 
 
 def _saved_bytes(model, ids) -> int:
