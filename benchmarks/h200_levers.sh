@@ -165,7 +165,12 @@ SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
 #             segments; 0.5B x4 as shipped
 #   eager10:  the eval engine as shipped against enforce_eager (no compile, no CUDA graphs), 7B
 #             twice each (cold, then warm compile cache), survey-length evals
-#   eager10b: enforce_eager alone at 32B, 0.5B, 14B
+#   eager10b: enforce_eager alone at 32B, 0.5B, 14B (not run: eager10 showed slower evals)
+# What ran: ck10, small10, eager10 on one machine; the next call found it released. On a fresh
+#   machine, each with `source <(sed -n '/^set -uo/,/^case /p' benchmarks/h200_levers.sh | sed '$d')`
+#   first: call1_setup, then bench n1p5b3 (1.5B x3 full) and n3b2seg (3B x2 seg); n1p5b4 (1.5B x4
+#   seg); n1p5b3seg and n1p5b3b (1.5B x3 seg, then full again); n32b (32B mb30-ck4, mb20,
+#   mb30-ck2) - the exact arguments are in each report's `command`
 EAGER="--engine-variant eager={\"enforce_eager\":true}"
 case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|seg9|seg9more|engine9|ck10|small10|eager10|eager10b}" in
 ck10)  # call 1 of three (carry .vb/part-00 .carry)
