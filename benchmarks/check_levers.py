@@ -126,6 +126,8 @@ def main() -> None:
     import transformers
     import trl
 
+    from subliminal_scaling.planning.provenance import code_provenance
+
     protocol = json.loads((Path(args.ref) / "protocol.json").read_text())
     rows = make_rows(protocol, args.steps * args.rows_per_step)
     report: dict[str, Any] = {
@@ -135,6 +137,7 @@ def main() -> None:
         "size": args.size, "layers": args.layers,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "trl": trl.__version__, "peft": peft.__version__},
+        **code_provenance(REPO),  # git_head, git_dirty, source_sha256_16
         "variants": [],
     }  # fmt: skip
     ref_vec, ref_names = None, None

@@ -57,6 +57,7 @@ def test_check_levers_compares_a_lever_with_the_reference(tmp_path):
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "check-levers-0.5b.json").read_text())
+    assert len(report["source_sha256_16"]) == 16  # the code that ran, whatever git says
     ref, free = report["variants"]
     assert "error" not in ref and "error" not in free, (ref.get("error"), free.get("error"))
     assert ref["dtype"] == free["dtype"] == "float32" and free["padding_free"]
