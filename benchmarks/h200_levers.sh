@@ -151,8 +151,8 @@ profiled() {  # profiled <name> <size> <budget s> <min-left s>: one size, its la
 #   bench_train.py --sizes 32B --variant "full-mb20:answer_numbers=10,micro_batch=20" (budget 140);
 #   vllm6 with SIZES=14B,14B BUDGET=520; vllm with SIZES=32B,32B BUDGET=570 and EXTRA above; then
 #   bench_train.py --sizes 1.5B --concurrent 3 "${FULL[@]}" (budget 200, job timeout 100)
-# Next (not run yet): expandable segments (cuda_alloc_conf) at 1.5B x3 and 3B x2 on full rows,
-#   then 1.5B x4 / 3B x3 if the reserve drops to the allocations; 3B x2 and 0.5B x4 on full rows
+# Next (not run yet then): expandable segments at 1.5B and 3B on full rows, more copies, 3B x2
+#   and 0.5B x4 on full rows: ran in the eighth session (small10 below)
 FULL=(--variant "configured:" --variant "full:answer_numbers=10")
 SYNC=(--variant "configured:" --variant "syncfree:logging_steps=10,sync_free_logging=true")
 PREFIX=(--variant "configured:" --variant "shared:shared_prefix=true")
@@ -172,7 +172,8 @@ SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
 #   seg); n1p5b3seg and n1p5b3b (1.5B x3 seg, then full again); n32b (32B mb30-ck4, mb20,
 #   mb30-ck2) - the exact arguments are in each report's `command`
 EAGER="--engine-variant eager={\"enforce_eager\":true}"
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|seg9|seg9more|engine9|ck10|small10|eager10|eager10b}" in
+SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"  # full rows, expandable segments
+case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 ck10)  # call 1 of three (carry .vb/part-00 .carry)
   call1_setup || exit 1
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
@@ -182,7 +183,6 @@ ck10)  # call 1 of three (carry .vb/part-00 .carry)
 small10)  # call 2 of three (carry .vb/part-01 .carry)
   cp .vb/part-01 /root/vb/
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
-  SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"
   bench "$KEEP/m3b2" --sizes 3B --concurrent 2 --budget-s 130 --min-left-s 60 \
     --job-timeout-s 125 --clock boundaries --variant "full:answer_numbers=10"
   bench "$KEEP/m3b3" --sizes 3B --concurrent 3 --budget-s 160 --min-left-s 60 \
@@ -199,25 +199,6 @@ eager10b)  # the warm machine after eager10 (carry .carry/ref)
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
   EXTRA="$EAGER $SURVEY_EVAL"
   bench_vllm --sizes "${SIZES:-32B,0.5B,14B}" --budget-s "${BUDGET:-420}" ;;
-seg9)  # a first call (carry .vb/part-00 .carry; not run yet): on full rows, 1.5B x3 and 3B x2
-  # with the allocator as shipped against expandable segments, then one more student per GPU
-  call1_setup || exit 1
-  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
-  SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"
-  bench "$KEEP/s1p5b" --sizes 1.5B --concurrent 3 --budget-s 220 --min-left-s 95 \
-    --job-timeout-s 105 --clock boundaries --variant "full:answer_numbers=10" --variant "seg:$SEG"
-  bench "$KEEP/s3b" --sizes 3B --concurrent 2 --budget-s 250 --min-left-s 110 \
-    --job-timeout-s 120 --clock boundaries --variant "full:answer_numbers=10" --variant "seg:$SEG" ;;
-seg9more)  # the next call (carry .vb/part-01 .carry): a fourth 1.5B, a third 3B, if seg9 fits
-  cp .vb/part-01 /root/vb/
-  export PYTHONPATH=/root/wsite:$PWD/src STEPS=8
-  SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"
-  bench "$KEEP/s1p5b4" --sizes 1.5B --concurrent 4 --budget-s 130 --min-left-s 60 \
-    --job-timeout-s 125 --clock boundaries --variant "seg:$SEG"
-  bench "$KEEP/s3b3" --sizes 3B --concurrent 3 --budget-s 160 --min-left-s 60 \
-    --job-timeout-s 155 --clock boundaries --variant "seg:$SEG"
-  bench "$KEEP/s0p5b" --sizes 0.5B --concurrent 4 --budget-s 130 --min-left-s 60 \
-    --job-timeout-s 125 --clock boundaries --variant "full:answer_numbers=10" ;;
 engine9)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet): the vLLM
   # install, then each size's engine cold and warm, as shipped against LoRA graphs only
   # (cudagraph_specialize_lora false: half the CUDA graphs to capture); SIZES twice, e.g. 7B,7B
