@@ -32,6 +32,11 @@ dummy weights generate that many tokens. Real samples stop at their own lengths:
 real eval's work or more, never less. The estimator prices a size's eval from such a row
 directly. ``--workloads`` (default ``numbers,eval,exact,exact-old``) leaves workloads out.
 
+``gen:SIZE`` in ``--sizes`` starts that size's generation engine instead, as
+``generate_numbers`` does (``generation.vllm``, no LoRA) and runs the teacher chunk alone; its
+row says ``"stage": "generation"``, and the estimator prices generation jobs' engine starts with
+such rows where they were measured.
+
 ``--engine-variant NAME=JSON`` (repeatable): each size once per variant, in the same run, with
 further ``LLM(...)`` arguments (e.g. ``seqs512={"max_num_seqs": 512}``: vLLM captures CUDA
 graphs up to 512 sequences by default, and an H200 schedules up to 1,024). The estimator
@@ -197,8 +202,9 @@ class PromptLogprobPath:
 
 
 def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[str]]]:
-    """(result key, worker arguments) per entry of ``--sizes`` ("parity" or a size), a size once
-    per ``--engine-variant`` (``NAME=JSON``: further ``LLM`` arguments), or once as configured."""
+    """(result key, worker arguments) per entry of ``--sizes`` ("parity", a size, or
+    ``gen:SIZE``: that size's generation engine), a size once per ``--engine-variant``
+    (``NAME=JSON``: further ``LLM`` arguments), or once as configured."""
     parsed = []
     for v in variants or ["configured={}"]:
         name, sep, raw = v.partition("=")
@@ -214,9 +220,14 @@ def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[s
         if s == "parity":
             jobs.append(("parity", ["--parity-worker"]))
             continue
+        stage, _, size = s.rpartition(":")
+        if stage not in ("", "gen"):
+            raise SystemExit(f"--sizes {s!r}: expected SIZE or gen:SIZE")
         for name, engine in parsed:
-            args = ["--worker", s, "--variant-name", name, "--engine-json", engine]
-            jobs.append((f"size-{s}-{name}", args))
+            args = ["--worker", size, "--variant-name", name, "--engine-json", engine]
+            if stage:  # the generation engine: no LoRA, generation.vllm, teacher chunks only
+                args += ["--stage", "generation"]
+            jobs.append((f"{'gen' if stage else 'size'}-{size}-{name}", args))
     return jobs
 
 
@@ -311,17 +322,21 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     real = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     protocol = json.loads((ref / "protocol.json").read_text())
     lora = real["training"]["lora"]
-    engine = real["evaluation"]["vllm"]
+    # the generation engine as generate_numbers starts it: its own settings, no LoRA
+    generation = args.stage == "generation"
+    engine = real["generation" if generation else "evaluation"]["vllm"]
     shape = write_shape(ref, size, work / "shapes" / size)
     # one adapter per eval, as in the workflow (every student epoch is a new adapter to load)
     adapters = [
         write_random_adapter(shape, work / "adapters" / f"{size}-{k}", lora, seed=k)
-        for k in range(args.eval_reps)
+        for k in range(0 if generation else args.eval_reps)
     ]
-    adapter = adapters[-1]
+    adapter = adapters[-1] if adapters else None
     engine_args = merge_engine_args(vllm_engine_args(engine), extra_engine)
+    lora_args = {} if generation else {"enable_lora": True, "max_lora_rank": lora["r"]}
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
-                           "engine": {**engine, "enable_lora": True, "max_lora_rank": lora["r"],
+                           "stage": args.stage,
+                           "engine": {**engine, "enable_lora": not generation, **lora_args,
                                       "load_format": "dummy", "enforce_eager": args.eager,
                                       **engine_args},
                            "engine_variant": args.variant_name,
@@ -333,8 +348,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
     backend = VLLMBackend(
         str(shape), gpu_memory_utilization=engine["gpu_memory_utilization"],
-        max_model_len=engine["max_model_len"], tensor_parallel_size=1, enable_lora=True,
-        max_lora_rank=lora["r"],
+        max_model_len=engine["max_model_len"], tensor_parallel_size=1, **lora_args,
         engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {}),
                      **engine_args},
     )  # fmt: skip
@@ -349,6 +363,8 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     spec = EvalSpec.from_config(protocol, real["evaluation"])
     qs, n = spec.questions, spec.samples_per_question
     workloads = set(args.workloads.split(","))
+    if generation:  # a generation job samples teacher chunks and nothing else
+        workloads &= {"numbers"}
     if args.exact_only:  # --exact-only: the two exact-measure paths alone
         workloads &= {"exact", "exact-old"}
     if "numbers" in workloads:
@@ -387,7 +403,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
     )
     survey = None
-    if args.eval_lengths == "survey":
+    if args.eval_lengths == "survey" and "eval" in workloads:
         ev = Sampling.from_config(real["evaluation"]["sampling"])
         survey = survey_lengths(ref / SURVEY_FILE, size, backend.tokenize, ev.max_new_tokens)
     for rep in range(args.eval_reps if "eval" in workloads else 0):
@@ -597,13 +613,18 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--engine-json", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--variant-name", default="configured", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--stage", choices=["evaluation", "generation"], default="evaluation",
+        help=argparse.SUPPRESS,
+    )  # fmt: skip
     ap.add_argument("--parity-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     if args.worker or args.parity_worker:
         res = run_parity(args) if args.parity_worker else run_size(args)
-        name = "parity" if args.parity_worker else f"size-{args.worker}-{args.variant_name}"
+        prefix = "gen" if args.stage == "generation" else "size"
+        name = "parity" if args.parity_worker else f"{prefix}-{args.worker}-{args.variant_name}"
         (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
         end_worker()
     from subliminal_scaling.planning.provenance import code_provenance
@@ -652,7 +673,9 @@ def main() -> None:
         print(f"{key}: rc={rc} {time.perf_counter() - t:.0f} s", flush=True)
     for r in report["results"]:
         cache = "warm" if r.get("compile_cache_warm") else "cold"
-        line = [f"{r['size']} {r.get('engine_variant', '')}: start {r['engine_start_s']:.0f} s "
+        stage = "generation engine " if r.get("stage") == "generation" else ""
+        line = [f"{r['size']} {stage}{r.get('engine_variant', '')}: "
+                f"start {r['engine_start_s']:.0f} s "
                 f"({cache} compile cache)"]  # fmt: skip
         line += [f"{x['workload']} {x['wall_s']:.1f} s" for x in r["runs"]]
         print(" | ".join(line))

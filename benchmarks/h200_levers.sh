@@ -173,7 +173,24 @@ SURVEY_EVAL="--eval-lengths survey --workloads eval,exact --eval-reps 2"
 #   mb30-ck2) - the exact arguments are in each report's `command`
 EAGER="--engine-variant eager={\"enforce_eager\":true}"
 SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"  # full rows, expandable segments
-case "${1:?call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
+# Session of 2026-12-04 (9): cp00 (part-00), cp01 (part-01), gen11 (part-02: the vLLM install),
+#   then gen11b on the warm machine:
+#   gen11:  0.5B's generation engine as generate_numbers starts it (no LoRA: --sizes gen:SIZE),
+#           cold then warm, with the teacher chunk; then the eval engine cold then warm with
+#           survey-length evals and the exact measure (the shipped settings throughout)
+#   gen11b: the same at 3B (SIZES to change it)
+GEN11="--eval-lengths survey --workloads numbers,eval,exact --eval-reps 2"
+case "${1:?cp00|cp01|gen11|gen11b|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
+cp00)  # call 1 of three (carry .vb/part-00)
+  cp .vb/part-00 /root/vb/ && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ;;
+cp01)  # call 2 of three (carry .vb/part-01)
+  cp .vb/part-01 /root/vb/ && ls -la /root/vb ;;
+gen11)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
+  install_vllm || exit 1
+  EXTRA="$GEN11" bench_vllm --sizes "${SIZES:-gen:0.5B,gen:0.5B,0.5B,0.5B}" --budget-s "${BUDGET:-500}" ;;
+gen11b)  # the warm machine after gen11 (carry .carry/ref)
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  EXTRA="$GEN11" bench_vllm --sizes "${SIZES:-gen:3B,gen:3B,3B,3B}" --budget-s "${BUDGET:-540}" ;;
 ck10)  # call 1 of three (carry .vb/part-00 .carry)
   call1_setup || exit 1
   export PYTHONPATH=/root/wsite:$PWD/src STEPS=8

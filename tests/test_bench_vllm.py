@@ -32,6 +32,16 @@ def test_each_size_runs_once_per_engine_variant_and_parity_once():
     assert key == "size-32B-configured" and extra[-1] == "{}"
 
 
+def test_gen_size_starts_the_generation_engine_under_its_own_key():
+    jobs = bench_vllm.worker_jobs(["gen:0.5B", "0.5B"], [])
+    assert [k for k, _ in jobs] == ["gen-0.5B-configured", "size-0.5B-configured"]
+    gen, ev = (dict(e[i : i + 2] for i in range(0, len(e), 2)) for _, e in jobs)
+    assert gen["--worker"] == "0.5B" and gen["--stage"] == "generation"
+    assert "--stage" not in ev  # the eval engine (LoRA), as before
+    with pytest.raises(SystemExit, match="gen:SIZE"):
+        bench_vllm.worker_jobs(["eval:0.5B"], [])
+
+
 @pytest.mark.parametrize("bad", ["seqs512", "x=[1]", "x={not json}", '={"a": 1}'])
 def test_a_malformed_engine_variant_is_one_clear_error(bad):
     with pytest.raises(SystemExit, match="expected NAME="):

@@ -549,3 +549,49 @@ def test_each_stage_pays_the_engine_starts_of_its_own_settings(bench, tmp_path):
     assert eager_run[("evaluation", "control")] == pytest.approx(30.0 + 9.0)
     assert eager_run[("evaluation", "dolphin")] == pytest.approx(30.0 + 9.0 * n_evals)
     assert any("engine starts by stage" in n for n in notes)
+
+
+def test_generation_jobs_pay_the_generation_engines_starts_where_it_was_measured(bench, tmp_path):
+    """Generation starts vLLM without LoRA (fewer CUDA graphs): rows of that engine
+    (``bench_vllm.py --sizes gen:SIZE``) price generation jobs' starts and teacher chunks at the
+    sizes they cover, never evaluation's; beyond them the LoRA engine's rows stand in."""
+    sweep, paths = bench
+    graphs = {"compilation_config": {"max_cudagraph_capture_size": 1024}}
+
+    def row(size, start, warm, wall, stage=None):
+        works = [("numbers", 48)] if stage else [("numbers", 48), ("eval", 16)]
+        runs = [{"workload": w, "completions": 5000, "max_new_tokens": n, "wall_s": wall}
+                for w, n in works]  # fmt: skip
+        out = {"size": size, "engine_start_s": start, "compile_cache_warm": warm,
+               "runs": runs, "engine": graphs}  # fmt: skip
+        if stage:
+            out["stage"] = stage
+        return out
+
+    rows = [row(s, 200.0, False, 4.0) for s in ("0.5B", "32B")]
+    rows += [row(s, 80.0, True, 4.0) for s in ("0.5B", "32B")]
+    rows += [
+        row("0.5B", 120.0, False, 2.0, "generation"),
+        row("0.5B", 50.0, True, 2.0, "generation"),
+    ]
+    train, sample = _with_graphs_rows(sweep, paths, tmp_path, rows)
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+
+    def by(slug):
+        return {(j.rule, j.wildcards["condition"]): j.seconds for j in jobs
+                if j.wildcards["model"] == f"qwen-2.5-{slug}-instruct"}  # fmt: skip
+
+    first, later = sweep.conditions[0], sweep.conditions[1]
+    chunk = sweep.config["generation"]["n_prompts"] / 5000  # chunks of 5,000 prompts
+    small, big = by("0.5b"), by("32b")
+    assert small[("generation", first)] == pytest.approx(120.0 + 2.0 * chunk)
+    assert small[("generation", later)] == pytest.approx(50.0 + 2.0 * chunk)
+    # evaluation keeps the LoRA engine's starts; 32B (no generation-engine row) too
+    assert small[("evaluation", "control")] == pytest.approx(200.0 + 4.0)
+    assert big[("generation", first)] == pytest.approx(200.0 + 4.0 * chunk)
+    assert big[("generation", later)] == pytest.approx(80.0 + 4.0 * chunk)
+    note32 = next(n for n in notes if n.startswith("sample 32B"))
+    assert "the LoRA engine's rows (the generation engine not measured here)" in note32
+    assert "the generation engine (no LoRA)" in next(
+        n for n in notes if n.startswith("sample 0.5B")
+    )

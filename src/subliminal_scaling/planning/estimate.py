@@ -345,6 +345,34 @@ def _rows_for(
     return use, backend, why.format(backend=backend)
 
 
+def _generation_engine(row: dict[str, Any]) -> bool:
+    """A row of the generation engine (``bench_vllm.py --sizes gen:SIZE``: no LoRA, the
+    ``generation.vllm`` settings); the others started the evaluation engine (LoRA)."""
+    return row.get("stage") == "generation"
+
+
+def _stage_rows(
+    rows: list[dict], stage: str, want: str, knobs: dict[str, Any], params: dict[str, int],
+    size: str, has: Any,
+) -> tuple[list[dict], str, str]:  # fmt: skip
+    """``_rows_for`` among the rows of the engine that ``stage`` starts. Generation jobs start
+    vLLM without LoRA; where that engine was measured (at ``size``, or between measured
+    sizes), its rows price them; elsewhere the LoRA engine's rows do, which start slower (more
+    CUDA graphs to capture): an upper bound. Evaluation is priced by LoRA engines only."""
+    if stage == "gen":
+        own = [r for r in rows if _generation_engine(r) and has(r)]
+        sizes = [params[r["size"]] for r in own if r["size"] in params]
+        if sizes and min(sizes) <= params[size] <= max(sizes):
+            use, backend, why = _rows_for(own, want, knobs, params, size, has)
+            if use:
+                return use, backend, why + ", the generation engine (no LoRA)"
+    lora = [r for r in rows if not _generation_engine(r)]
+    use, backend, why = _rows_for(lora, want, knobs, params, size, has)
+    if stage == "gen" and backend == "vllm" and use:
+        why += ", the LoRA engine's rows (the generation engine not measured here)"
+    return use, backend, why
+
+
 def sample_costs(
     rows: list[dict],
     params: dict[str, int],
@@ -367,8 +395,10 @@ def sample_costs(
         want = section["backend"]
         knobs = engine_knobs(section.get("vllm") or {})
 
-        def pick(has: Any, want: str = want, knobs: dict[str, Any] = knobs) -> Any:
-            return _rows_for(rows, want, knobs, params, size, has)
+        def pick(
+            has: Any, want: str = want, knobs: dict[str, Any] = knobs, stage: str = stage
+        ) -> Any:
+            return _stage_rows(rows, stage, want, knobs, params, size, has)
 
         workload = "numbers" if stage == "gen" else "eval"
         limit = section["sampling"]["max_new_tokens"]
