@@ -595,3 +595,30 @@ def test_generation_jobs_pay_the_generation_engines_starts_where_it_was_measured
     assert "the generation engine (no LoRA)" in next(
         n for n in notes if n.startswith("sample 0.5B")
     )
+
+
+def test_a_warm_start_between_measured_sizes_is_interpolated_not_scaled(bench, tmp_path):
+    """0.5B's cold start was a machine's first (it compiled what every size shares): scaling
+    3B's cold start by 0.5B's warm / cold ratio would price 3B's warm start below both measured
+    neighbours; between measured warm starts it is interpolated instead."""
+    sweep, paths = bench
+    _vllm_defaults(sweep)
+
+    def row(size, start, warm):
+        runs = [{"workload": w, "completions": 5000, "max_new_tokens": n, "wall_s": 1.0}
+                for w, n in (("numbers", 48), ("eval", 16))]  # fmt: skip
+        return {"size": size, "engine_start_s": start, "compile_cache_warm": warm, "runs": runs}
+
+    rows = [row("0.5B", 300.0, False), row("0.5B", 60.0, True)]
+    rows += [row("7B", 100.0, False), row("7B", 90.0, True)]
+    vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
+    (tmp_path / "vllm.json").write_text(json.dumps(vllm))
+    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+    params = {estimate.benchmark_size(m.id): m.params for m in sweep.models}
+    cost = estimate.sample_costs(sample, params, "3B", sweep.config)
+    frac = (params["3B"] - params["0.5B"]) / (params["7B"] - params["0.5B"])
+    assert cost.engine_restart_s == pytest.approx(60.0 + 30.0 * frac)
+    assert "interpolated between the measured sizes" in cost.note
+    # beyond the measured warm starts the ratio still applies: 32B's cold x (90 / 100)
+    big = estimate.sample_costs(sample, params, "32B", sweep.config)
+    assert big.engine_restart_s == pytest.approx(big.engine_start_s * 0.9)

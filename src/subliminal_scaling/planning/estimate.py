@@ -450,9 +450,16 @@ def sample_costs(
         out[f"{stage}_start"] = _interp(starts, params, size)[0] if starts else 0.0
         restarts = _by_size(warm, lambda r: r.get("engine_start_s"))
         ratios = {k: min(1.0, v / starts[k]) for k, v in restarts.items() if k in starts}
+        warm_sizes = [params[k] for k in restarts if k in params]
         if size in restarts:
             out[f"{stage}_restart"] = min(restarts[size], out[f"{stage}_start"])
             warm_how = "measured"
+        elif len(warm_sizes) > 1 and min(warm_sizes) < params[size] < max(warm_sizes):
+            # between measured warm starts: interpolated, not scaled from a cold start (a
+            # machine's first vLLM start also compiles what every size shares)
+            value, _ = _interp(restarts, params, size)
+            out[f"{stage}_restart"] = min(value, out[f"{stage}_start"])
+            warm_how = "interpolated between the measured sizes"
         elif ratios:  # a warm start scales with the size's cold one (weights, graph capture)
             near = min(ratios, key=lambda k: abs(params[k] - params[size]))
             out[f"{stage}_restart"] = out[f"{stage}_start"] * ratios[near]
