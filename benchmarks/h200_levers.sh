@@ -179,6 +179,9 @@ SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"  # full rows, e
 #           cold then warm, with the teacher chunk; then the eval engine cold then warm with
 #           survey-length evals and the exact measure (the shipped settings throughout)
 #   gen11b: the same at 3B (SIZES to change it)
+# What ran (one machine): cp00, cp01, gen11, then gen11b with SIZES=gen:3B,gen:3B,gen:7B,gen:7B
+#   BUDGET=560; SIZES=gen:32B,gen:32B,gen:14B,gen:14B BUDGET=585; SIZES=0.5B BUDGET=200 (gen11's
+#   budget ran out before 0.5B's warm eval engine) -> h200-2026-12-04-s9-vllm-*.json
 GEN11="--eval-lengths survey --workloads numbers,eval,exact --eval-reps 2"
 case "${1:?cp00|cp01|gen11|gen11b|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 cp00)  # call 1 of three (carry .vb/part-00)
