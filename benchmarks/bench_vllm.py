@@ -37,6 +37,12 @@ directly. ``--workloads`` (default ``numbers,eval,exact,exact-old``) leaves work
 row says ``"stage": "generation"``, and the estimator prices generation jobs' engine starts with
 such rows where they were measured.
 
+``--eval-lengths survey-each`` draws the same lengths but sends each of a question's 100
+samples as its own request (n=1, the seed vLLM gives that sample of an n=100 request), each
+running exactly its own draw: nearer a real eval where a few long answers (0.5B's survey holds
+one of 65 tokens) would otherwise make every sample of their question that long. The estimator
+prefers such a row to a ``survey`` row of the same size.
+
 ``--engine-variant NAME=JSON`` (repeatable): each size once per variant, in the same run, with
 further ``LLM(...)`` arguments (e.g. ``seqs512={"max_num_seqs": 512}``: vLLM captures CUDA
 graphs up to 512 sequences by default, and an H200 schedules up to 1,024). The estimator
@@ -280,6 +286,15 @@ def question_lengths(survey: list[int], n_questions: int, n: int, seed: int) -> 
     return [int(rng.choice(survey, size=n).max()) for _ in range(n_questions)]
 
 
+def sample_lengths(survey: list[int], n_questions: int, n: int, seed: int) -> list[list[int]]:
+    """Per question: ``n`` lengths drawn from ``survey``, one per sample (``survey-each``: each
+    sample its own request, which runs exactly its own draw)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [[int(x) for x in rng.choice(survey, size=n)] for _ in range(n_questions)]
+
+
 def with_request_lengths(backend: Any, lengths: list[int]) -> Any:
     """Make ``backend``'s next requests run exactly ``lengths[i]`` tokens each (dummy weights
     never stop by themselves); every other sampling knob as the workflow sets it. Returns a
@@ -403,24 +418,33 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         {**real["evaluation"]["sampling"], "max_new_tokens": args.eval_tokens}
     )
     survey = None
-    if args.eval_lengths == "survey" and "eval" in workloads:
+    if args.eval_lengths in ("survey", "survey-each") and "eval" in workloads:
         ev = Sampling.from_config(real["evaluation"]["sampling"])
         survey = survey_lengths(ref / SURVEY_FILE, size, backend.tokenize, ev.max_new_tokens)
     for rep in range(args.eval_reps if "eval" in workloads else 0):
         eseeds = eval_seeds(slug, "dolphin", 1, rep + 1, range(len(qs)))
         lengths = None
-        if survey is not None:
+        ask, ask_seeds, per_request = list(qs), eseeds, n  # the workflow's requests
+        if survey is not None and args.eval_lengths == "survey-each":
+            # each sample its own request with its own draw; seed + i, as vLLM seeds the
+            # i-th sample of an n-sample request
+            lengths = [x for d in sample_lengths(survey, len(qs), n, seed=rep) for x in d]
+            ask = [q for q in qs for _ in range(n)]
+            ask_seeds, per_request = [sd + i for sd in eseeds for i in range(n)], 1
+        elif survey is not None:
             lengths = question_lengths(survey, len(qs), n, seed=rep)
+        if lengths is not None:
             restore = with_request_lengths(backend, lengths)
         t = time.perf_counter()
         try:
-            s = sample_answers(backend, qs, n, ev, eseeds, adapter=str(adapters[rep]))
+            s = sample_answers(backend, ask, per_request, ev, ask_seeds, adapter=str(adapters[rep]))
         finally:
             if survey is not None:
                 restore()
         wall = time.perf_counter() - t
         run = {
             "workload": "eval", "completions": len(s["answers"]), "questions": len(qs),
+            "requests": len(ask),
             "samples_per_question": n, "max_new_tokens": args.eval_tokens, "wall_s": wall,
             "cut_by_length": s["finish_reasons"].count("length"), "adapter": "random LoRA",
             "repeat": rep + 1, "adapter_loaded_fresh": True,
@@ -428,9 +452,9 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         if lengths is not None:
             got = [len(backend.tokenize(a)) for a in s["answers"]]
             run.update({
-                "answer_lengths": "survey", "max_new_tokens": max(lengths),
+                "answer_lengths": args.eval_lengths, "max_new_tokens": max(lengths),
                 "survey_answers": len(survey), "survey_mean_tokens": sum(survey) / len(survey),
-                "request_tokens": lengths, "tokens_generated": n * sum(lengths),
+                "request_tokens": lengths, "tokens_generated": per_request * sum(lengths),
                 "answer_tokens_retokenized_mean": sum(got) / len(got),
             })  # fmt: skip
         runs.append(run)
@@ -582,9 +606,11 @@ def main() -> None:
     ap.add_argument("--eval-reps", type=int, default=2)
     ap.add_argument(
         "--eval-lengths",
-        choices=["fixed", "survey"],
+        choices=["fixed", "survey", "survey-each"],
         default="fixed",
-        help="fixed: every answer --eval-tokens long; survey: the survey's answer lengths",
+        help="fixed: every answer --eval-tokens long; survey: the survey's answer lengths, "
+        "each question's samples to the longest of their draws; survey-each: each sample its "
+        "own request, to its own draw",
     )
     ap.add_argument(
         "--workloads",

@@ -183,7 +183,11 @@ SEG="answer_numbers=10,cuda_alloc_conf=expandable_segments:True"  # full rows, e
 #   BUDGET=560; SIZES=gen:32B,gen:32B,gen:14B,gen:14B BUDGET=585; SIZES=0.5B BUDGET=200 (gen11's
 #   budget ran out before 0.5B's warm eval engine) -> h200-2026-12-04-s9-vllm-*.json
 GEN11="--eval-lengths survey --workloads numbers,eval,exact --eval-reps 2"
-case "${1:?cp00|cp01|gen11|gen11b|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
+# Next (not run yet): each12 (call 3 of three, after cp00 and cp01): the vLLM install, then 0.5B
+#   and 1.5B's eval engines with evals whose samples each stop at their own drawn length
+#   (--eval-lengths survey-each, nearer a real eval than `survey`), and 1.5B's generation
+#   engine; then engine9 with SIZES=32B,32B on the warm machine (cudagraph_specialize_lora)
+case "${1:?cp00|cp01|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 cp00)  # call 1 of three (carry .vb/part-00)
   cp .vb/part-00 /root/vb/ && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ;;
 cp01)  # call 2 of three (carry .vb/part-01)
@@ -191,6 +195,10 @@ cp01)  # call 2 of three (carry .vb/part-01)
 gen11)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
   install_vllm || exit 1
   EXTRA="$GEN11" bench_vllm --sizes "${SIZES:-gen:0.5B,gen:0.5B,0.5B,0.5B}" --budget-s "${BUDGET:-500}" ;;
+each12)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet)
+  install_vllm || exit 1
+  EXTRA="--eval-lengths survey-each --workloads numbers,eval,exact --eval-reps 2" \
+    bench_vllm --sizes "${SIZES:-0.5B,gen:1.5B,1.5B}" --budget-s "${BUDGET:-520}" ;;
 gen11b)  # the warm machine after gen11 (carry .carry/ref)
   export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
   EXTRA="$GEN11" bench_vllm --sizes "${SIZES:-gen:3B,gen:3B,3B,3B}" --budget-s "${BUDGET:-540}" ;;

@@ -113,6 +113,11 @@ def test_survey_lengths_give_each_question_the_longest_of_its_draws(tmp_path):
     per_q = bench_vllm.question_lengths(lengths, 40, 100, seed=0)
     assert len(per_q) == 40 and set(per_q) == {8}  # 100 draws: the long one is among them
     assert bench_vllm.question_lengths([2, 3], 5, 1, seed=1) != [3] * 5  # one draw each
+    # survey-each: the same draws, one per sample; survey runs each question to their longest
+    each = bench_vllm.sample_lengths([2, 2, 3, 9], 6, 10, seed=3)
+    assert [len(d) for d in each] == [10] * 6 and {x for d in each for x in d} <= {2, 3, 9}
+    assert [max(d) for d in each] == bench_vllm.question_lengths([2, 2, 3, 9], 6, 10, seed=3)
+    assert sum(map(sum, each)) < 10 * sum(max(d) for d in each)
 
     class Params:  # vLLM's SamplingParams has clone() and settable fields
         def __init__(self, **kw):

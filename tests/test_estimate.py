@@ -511,6 +511,15 @@ def test_an_eval_at_the_surveys_answer_lengths_prices_its_size_and_each_workload
     jobs, _ = estimate.build_jobs(sweep, train, sample, answer_tokens=16)
     by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
     assert by[("evaluation", s32, "control")] == pytest.approx(300.0 + 1e-3 * 16 * 5000 + 3.0)
+    # samples that each stop at their own draw (survey-each) price 32B's eval instead
+    survey["runs"].insert(0, {"workload": "eval", "completions": 5000, "max_new_tokens": 4,
+                              "wall_s": 5.0, "answer_lengths": "survey-each",
+                              "survey_mean_tokens": 3.0})  # fmt: skip
+    train, sample = _with_graphs_rows(sweep, paths, tmp_path, rows)
+    jobs, notes = estimate.build_jobs(sweep, train, sample)
+    by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
+    assert by[("evaluation", s32, "control")] == pytest.approx(300.0 + 5.0 + 3.0)
+    assert "each sample runs to its own draw" in next(n for n in notes if "sample 32B" in n)
 
 
 def test_each_stage_pays_the_engine_starts_of_its_own_settings(bench, tmp_path):
@@ -618,7 +627,7 @@ def test_a_warm_start_between_measured_sizes_is_interpolated_not_scaled(bench, t
     rows += [row("7B", 100.0, False), row("7B", 90.0, True)]
     vllm = {"benchmark": "sampling (vllm, dummy weights)", "backend": "vllm", "results": rows}
     (tmp_path / "vllm.json").write_text(json.dumps(vllm))
-    train, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
+    _, sample = estimate.load_benchmarks([*paths, tmp_path / "vllm.json"])
     params = {estimate.benchmark_size(m.id): m.params for m in sweep.models}
     cost = estimate.sample_costs(sample, params, "3B", sweep.config)
     frac = (params["3B"] - params["0.5B"]) / (params["7B"] - params["0.5B"])

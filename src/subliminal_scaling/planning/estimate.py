@@ -244,7 +244,7 @@ def _interp(values: dict[str, float], params: dict[str, int], size: str) -> tupl
 def _survey(run: dict[str, Any]) -> bool:
     """An eval run at the answer lengths of the user's control survey (``bench_vllm.py
     --eval-lengths survey``), not at one fixed length."""
-    return run.get("answer_lengths") == "survey"
+    return run.get("answer_lengths") in ("survey", "survey-each")
 
 
 def _runs(row: dict[str, Any], workload: str) -> list[dict[str, Any]]:
@@ -407,13 +407,18 @@ def sample_costs(
             survey, _, why = pick(lambda r: bool(_runs(r, "eval-survey")))
             survey = [r for r in survey if r["size"] == size and _backend(r) == want]
         if survey:  # the size's own eval at real answer lengths, the slower repeat
-            walls = [x["wall_s"] * n_answers / x["completions"]
-                     for r in survey for x in _runs(r, "eval-survey")]  # fmt: skip
-            out[stage] = max(walls)
-            mean = max(x["survey_mean_tokens"] for r in survey for x in _runs(r, "eval-survey"))
+            runs = [x for r in survey for x in _runs(r, "eval-survey")]
+            # samples that each stop at their own draw (survey-each) are nearer a real eval
+            # than samples that all run to their question's longest draw: preferred
+            each = [x for x in runs if x.get("answer_lengths") == "survey-each"]
+            runs = each or runs
+            out[stage] = max(x["wall_s"] * n_answers / x["completions"] for x in runs)
+            mean = max(x["survey_mean_tokens"] for x in runs)
+            how = ("each sample runs to its own draw" if each
+                   else "each question's samples run to the longest of its draws")  # fmt: skip
             notes.append(
                 f"eval measured from vllm at the survey's answer lengths ({mean:.1f} tokens "
-                f"on average; each question's samples run to the longest of its draws){why}"
+                f"on average; {how}){why}"
             )
         else:
             use, backend, why = pick(lambda r, w=workload: bool(_runs(r, w)))
