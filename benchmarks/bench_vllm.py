@@ -207,6 +207,12 @@ class PromptLogprobPath:
 # ----------------------------------------------------------------------------- one size
 
 
+def result_key(size: str, variant: str, stage: str = "evaluation") -> str:
+    """The key a worker's result is written and reported under (the driver and the worker
+    both name it here)."""
+    return f"{'gen' if stage == 'generation' else 'size'}-{size}-{variant}"
+
+
 def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[str]]]:
     """(result key, worker arguments) per entry of ``--sizes`` ("parity", a size, or
     ``gen:SIZE``: that size's generation engine), a size once per ``--engine-variant``
@@ -233,7 +239,7 @@ def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[s
             args = ["--worker", size, "--variant-name", name, "--engine-json", engine]
             if stage:  # the generation engine: no LoRA, generation.vllm, teacher chunks only
                 args += ["--stage", "generation"]
-            jobs.append((f"{'gen' if stage else 'size'}-{size}-{name}", args))
+            jobs.append((result_key(size, name, "generation" if stage else "evaluation"), args))
     return jobs
 
 
@@ -348,10 +354,11 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
     ]
     adapter = adapters[-1] if adapters else None
     engine_args = merge_engine_args(vllm_engine_args(engine), extra_engine)
-    lora_args = {} if generation else {"enable_lora": True, "max_lora_rank": lora["r"]}
+    lora_args = {"enable_lora": not generation,
+                 **({} if generation else {"max_lora_rank": lora["r"]})}  # fmt: skip
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
                            "stage": args.stage,
-                           "engine": {**engine, "enable_lora": not generation, **lora_args,
+                           "engine": {**engine, **lora_args,
                                       "load_format": "dummy", "enforce_eager": args.eager,
                                       **engine_args},
                            "engine_variant": args.variant_name,
@@ -439,7 +446,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         try:
             s = sample_answers(backend, ask, per_request, ev, ask_seeds, adapter=str(adapters[rep]))
         finally:
-            if survey is not None:
+            if lengths is not None:
                 restore()
         wall = time.perf_counter() - t
         run = {
@@ -649,8 +656,11 @@ def main() -> None:
     Path(args.work).mkdir(parents=True, exist_ok=True)
     if args.worker or args.parity_worker:
         res = run_parity(args) if args.parity_worker else run_size(args)
-        prefix = "gen" if args.stage == "generation" else "size"
-        name = "parity" if args.parity_worker else f"{prefix}-{args.worker}-{args.variant_name}"
+        name = (
+            "parity"
+            if args.parity_worker
+            else result_key(args.worker, args.variant_name, args.stage)
+        )
         (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
         end_worker()
     from subliminal_scaling.planning.provenance import code_provenance

@@ -186,7 +186,8 @@ GEN11="--eval-lengths survey --workloads numbers,eval,exact --eval-reps 2"
 # Next (not run yet): each12 (call 3 of three, after cp00 and cp01): the vLLM install, then 0.5B
 #   and 1.5B's eval engines with evals whose samples each stop at their own drawn length
 #   (--eval-lengths survey-each, nearer a real eval than `survey`), and 1.5B's generation
-#   engine; then engine9 with SIZES=32B,32B on the warm machine (cudagraph_specialize_lora)
+#   engine; then engine9 with SIZES=32B,32B (cudagraph_specialize_lora; it installs vLLM again:
+#   carry as its case says)
 case "${1:?cp00|cp01|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 cp00)  # call 1 of three (carry .vb/part-00)
   cp .vb/part-00 /root/vb/ && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ;;

@@ -243,7 +243,7 @@ def _interp(values: dict[str, float], params: dict[str, int], size: str) -> tupl
 
 def _survey(run: dict[str, Any]) -> bool:
     """An eval run at the answer lengths of the user's control survey (``bench_vllm.py
-    --eval-lengths survey``), not at one fixed length."""
+    --eval-lengths survey`` or ``survey-each``), not at one fixed length."""
     return run.get("answer_lengths") in ("survey", "survey-each")
 
 
