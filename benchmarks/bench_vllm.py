@@ -65,6 +65,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -246,19 +247,41 @@ def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[s
 SURVEY_FILE = "animal_preferences_raw.json"
 
 
-def run_worker(cmd: list[str], timeout: float) -> tuple[int | str, str]:
+def run_worker(cmd: list[str], timeout: float, log: Path | None = None) -> tuple[int | str, str]:
     """Run one worker in a process group of its own: (exit code or "timeout", stderr's end).
-    On a time-out the whole group is killed (vLLM's engine runs in a child process)."""
-    p = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        _, err = p.communicate(timeout=timeout)
-        return p.returncode, err[-2000:]
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        return "timeout", ""
+    Its stdout (where vLLM logs, its engine process too) goes to ``log``. On a time-out the
+    whole group is killed (vLLM's engine runs in a child process)."""
+    with open(log or os.devnull, "w") as out:
+        p = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        try:
+            _, err = p.communicate(timeout=timeout)
+            return p.returncode, err[-2000:]
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return "timeout", ""
+
+
+#: vLLM's log lines that time an engine start's parts (vLLM 0.26 wording)
+START_LOG = re.compile(
+    r"(Loading weights took|Model loading took|torch\.compile took|Compil\w+ .*took|"
+    r"Dynamo bytecode transform|Directly load the compiled graph|Memory profiling takes|"
+    r"Available KV cache memory|GPU KV cache size|Graph capturing finished|CUDA graph pool|"
+    r"init engine \(profile, create kv cache, warmup model\) took)"
+)
+
+
+def engine_log(text: str, limit: int = 40) -> list[str]:
+    """The lines of a worker's log that say where its engine start went (colour codes and
+    the logger's prefix dropped), at most ``limit`` of them."""
+    out = []
+    for line in text.splitlines():
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if START_LOG.search(line):
+            out.append(re.sub(r"^.*?\] ", "", line, count=1).strip()[:300])
+    return out[:limit]
 
 
 def end_worker() -> None:
@@ -692,11 +715,13 @@ def main() -> None:
         f = Path(args.work) / f"{key}.json"
         f.unlink(missing_ok=True)  # a size may run twice (cold, then warm compile cache)
         t = time.perf_counter()
-        rc, tail = run_worker(base + extra, timeout=left)
+        log = Path(args.work) / f"{key}.log"
+        rc, tail = run_worker(base + extra, timeout=left, log=log)
         if f.exists():
             res = json.loads(f.read_text())
             res["process_s"] = time.perf_counter() - t
             res["process_rc"] = rc
+            res["engine_log"] = engine_log(log.read_text(errors="replace"))
             if key == "parity":
                 report["parity"] = res
             else:
@@ -715,6 +740,8 @@ def main() -> None:
                 f"({cache} compile cache)"]  # fmt: skip
         line += [f"{x['workload']} {x['wall_s']:.1f} s" for x in r["runs"]]
         print(" | ".join(line))
+        for entry in r.get("engine_log", []):
+            print("    " + entry[:200])
     if "parity" in report:
         print("parity:", json.dumps(report["parity"]))
     for k, v in report["errors"].items():

@@ -188,7 +188,34 @@ GEN11="--eval-lengths survey --workloads numbers,eval,exact --eval-reps 2"
 #   (--eval-lengths survey-each, nearer a real eval than `survey`), and 1.5B's generation
 #   engine; then engine9 with SIZES=32B,32B (cudagraph_specialize_lora; it installs vLLM again:
 #   carry as its case says)
-case "${1:?cp00|cp01|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
+# Session of 2026-12-04 (10): cp00 (part-00), cp01 (part-01), lean13 (part-02: the vLLM install),
+#   then lean13b / lean13g on the warm machine. Every start's vLLM log lines on its parts
+#   (weights, torch.compile, graph capture, the whole init) are kept in its row (engine_log).
+#   lean13:  0.5B's eval engine as shipped against a lean one (19 captured batch sizes instead
+#            of vLLM's 83 up to 1,024, and the LoRA graphs only), each twice (cold, then warm),
+#            evals whose samples each stop at their own survey length, the exact measure; then
+#            0.5B's generation engine with the 19 sizes, twice, with the teacher chunk
+#   lean13b: the lean eval engine at another size (SIZES, default 32B,32B)
+#   lean13g: the generation engine with the 19 sizes at other sizes (SIZES, default gen:32B,gen:32B)
+SIZES19='[1,2,4,8,16,24,32,48,64,96,128,192,256,384,512,640,768,896,1024]'
+LEAN="--engine-variant lean={\"compilation_config\":{\"cudagraph_capture_sizes\":$SIZES19,\"cudagraph_specialize_lora\":false}}"
+FEW="--engine-variant sizes19={\"compilation_config\":{\"cudagraph_capture_sizes\":$SIZES19}}"
+EACH="--eval-lengths survey-each --workloads eval,exact --eval-reps 2"
+lean_eval() {  # lean_eval <out subfolder> <sizes> <budget s> <variants...>
+  local sub=$1 sizes=$2 budget=$3; shift 3
+  EXTRA="$* $EACH" bench_vllm_to "$sub" --sizes "$sizes" --budget-s "$budget"
+}
+lean_gen() {  # lean_gen <out subfolder> <sizes> <budget s>
+  EXTRA="$FEW --workloads numbers" bench_vllm_to "$1" --sizes "$2" --budget-s "$3"
+}
+bench_vllm_to() {  # bench_vllm_to <out subfolder> <args...>: each invocation its own report
+  local sub=$1; local -; set -f  # no globbing of the variants' JSON ([1,2,...])
+  shift
+  mkdir -p "$OUT/$sub"
+  python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT/$sub" --work "/tmp/bv-$sub" \
+    "$@" ${EXTRA:-} 2>&1 | grep -v -E "INFO|it/s" | cut -c1-600
+}
+case "${1:?cp00|cp01|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 cp00)  # call 1 of three (carry .vb/part-00)
   cp .vb/part-00 /root/vb/ && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ;;
 cp01)  # call 2 of three (carry .vb/part-01)
@@ -196,6 +223,17 @@ cp01)  # call 2 of three (carry .vb/part-01)
 gen11)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
   install_vllm || exit 1
   EXTRA="$GEN11" bench_vllm --sizes "${SIZES:-gen:0.5B,gen:0.5B,0.5B,0.5B}" --budget-s "${BUDGET:-500}" ;;
+lean13)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
+  install_vllm || exit 1
+  lean_eval e05 "${SIZES:-0.5B,0.5B}" "${BUDGET:-420}" --engine-variant "configured={}" "$LEAN"
+  lean_gen g05 "gen:0.5B,gen:0.5B" "${GBUDGET:-120}" ;;
+lean13b)  # the warm machine after lean13 (carry .carry/ref)
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  lean_eval "e${TAG:-32}" "${SIZES:-32B,32B}" "${BUDGET:-330}" "$LEAN"
+  [ -n "${GSIZES:-}" ] && lean_gen "g${TAG:-32}" "$GSIZES" "${GBUDGET:-240}" ;;
+lean13g)  # the warm machine (carry .carry/ref)
+  export PYTHONPATH=/root/vsite:/root/wsite:$PWD/src
+  lean_gen "g${TAG:-32}" "${SIZES:-gen:32B,gen:32B}" "${BUDGET:-280}" ;;
 each12)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet)
   install_vllm || exit 1
   EXTRA="--eval-lengths survey-each --workloads numbers,eval,exact --eval-reps 2" \

@@ -166,9 +166,40 @@ def test_the_engine_knobs_reach_vllm_as_its_arguments():
     assert vllm_engine_args({"enforce_eager": False}) == {}
     assert vllm_engine_args(
         {"max_num_seqs": 512, "max_cudagraph_capture_size": 1024, "enforce_eager": True,
-         "cudagraph_specialize_lora": False}
+         "cudagraph_specialize_lora": False, "cudagraph_capture_sizes": [1024, 8, 1, 8]}
     ) == {
         "max_num_seqs": 512, "enforce_eager": True,
         "compilation_config": {"max_cudagraph_capture_size": 1024,
+                               "cudagraph_capture_sizes": [1, 8, 1024],
                                "cudagraph_specialize_lora": False},
     }  # fmt: skip
+
+
+def test_the_engine_start_log_keeps_vllms_timing_lines(tmp_path):
+    """What a worker's vLLM log says about its start (weights, compile, graph capture, the
+    whole init) is kept beside the row, without colour codes or the logger's prefix."""
+    log = "\n".join([
+        "\x1b[1;36m(EngineCore pid=1)\x1b[0;0m INFO 12-04 10:00:00 [gpu_model_runner.py:5348] "
+        "Model loading took 61.0 GiB memory and 3.5 seconds",
+        "INFO 12-04 10:00:01 [core.py:116] Initializing a V1 LLM engine (v0.26.0) with config",
+        "INFO 12-04 10:00:30 [monitor.py:53] torch.compile took 20.12 s in total",
+        "INFO 12-04 10:01:00 [gpu_model_runner.py:6845] Graph capturing finished in 41 secs, "
+        "took 1.20 GiB",
+        "INFO 12-04 10:01:01 [core.py:340] init engine (profile, create kv cache, warmup model) "
+        "took 70.10 s (compilation: 20.12 s)",
+        "Adding requests: 100%",
+    ])  # fmt: skip
+    assert bench_vllm.engine_log(log) == [
+        "Model loading took 61.0 GiB memory and 3.5 seconds",
+        "torch.compile took 20.12 s in total",
+        "Graph capturing finished in 41 secs, took 1.20 GiB",
+        "init engine (profile, create kv cache, warmup model) took 70.10 s (compilation: 20.12 s)",
+    ]
+    # the driver writes a worker's stdout (where vLLM logs) to the log it reads back
+    out = tmp_path / "w.log"
+    line = "Graph capturing finished in 3 secs, took 0.1 GiB"
+    rc, _ = bench_vllm.run_worker(
+        [sys.executable, "-c", f"print('INFO [r.py:1] {line}')"], timeout=60, log=out
+    )
+    assert rc == 0
+    assert bench_vllm.engine_log(out.read_text()) == [line]

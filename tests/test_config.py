@@ -257,3 +257,22 @@ def test_checkpoint_layers_is_checked_at_load(real_config):
     negative["training"]["checkpoint_layers"] = -1
     with pytest.raises(ConfigError, match=r"checkpoint_layers"):
         validate_config(negative)
+
+
+def test_capture_sizes_must_end_at_the_largest_captured_size(real_config):
+    """vLLM refuses cudagraph_capture_sizes whose largest entry is not a set
+    max_cudagraph_capture_size, but only minutes into an engine start: refused at load."""
+    real_config["evaluation"]["vllm"].update(
+        max_cudagraph_capture_size=1024, cudagraph_capture_sizes=[1, 8, 512]
+    )
+    with pytest.raises(ConfigError, match=r"^config\.evaluation\.vllm\.cudagraph_capture_sizes: "
+                       r"its largest size 512 must equal"):  # fmt: skip
+        validate_config(real_config)
+    real_config["evaluation"]["vllm"]["cudagraph_capture_sizes"] = [1, 8, 512, 1024]
+    validate_config(real_config)
+    real_config["evaluation"]["vllm"]["max_cudagraph_capture_size"] = None
+    real_config["evaluation"]["vllm"]["cudagraph_capture_sizes"] = [1, 8, 512]
+    validate_config(real_config)
+    real_config["generation"]["vllm"]["cudagraph_capture_sizes"] = []
+    with pytest.raises(ConfigError, match=r"^config\.generation\.vllm\.cudagraph_capture_sizes"):
+        validate_config(real_config)

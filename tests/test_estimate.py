@@ -408,7 +408,14 @@ def test_vllm_rows_price_only_the_engine_settings_they_ran(bench, tmp_path):
     # the recorded compilation_config counts as max_cudagraph_capture_size
     knobs = estimate.engine_knobs({"compilation_config": {"max_cudagraph_capture_size": 1024}})
     assert knobs == {"max_num_seqs": None, "max_cudagraph_capture_size": 1024,
-                     "cudagraph_specialize_lora": None, "enforce_eager": None}  # fmt: skip
+                     "cudagraph_capture_sizes": None, "cudagraph_specialize_lora": None,
+                     "enforce_eager": None}  # fmt: skip
+    # a list of captured sizes is a setting of its own, whatever its order (a config's list
+    # and a benchmark row's recorded compilation_config alike)
+    fewer = estimate.engine_knobs({"compilation_config": {"cudagraph_capture_sizes": [8, 1, 4]}})
+    assert fewer["cudagraph_capture_sizes"] == [1, 4, 8]
+    assert estimate.engine_knobs({"cudagraph_capture_sizes": [4, 8, 1]}) == fewer
+    assert fewer != estimate.engine_knobs({})
     # LoRA graphs only is a setting of its own; true is vLLM's default, the same as unset
     lora_only = {"compilation_config": {"cudagraph_specialize_lora": False}}
     assert estimate.engine_knobs(lora_only)["cudagraph_specialize_lora"] is False

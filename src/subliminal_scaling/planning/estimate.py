@@ -293,9 +293,11 @@ def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
     a benchmark row's recorded ``engine``; None where vLLM's default applies."""
     compiled = engine.get("compilation_config") or {}
     out = {k: engine.get(k) for k in ENGINE_KNOBS}
-    for key in COMPILATION_KNOBS:
+    for key, read in COMPILATION_KNOBS.items():
         if key in compiled:
             out[key] = compiled[key]
+        if out[key] is not None:  # e.g. capture sizes in any order: one setting
+            out[key] = read(out[key])
     if out.get("cudagraph_specialize_lora") is True:  # vLLM's default, said out loud
         out["cudagraph_specialize_lora"] = None
     if not out.get("enforce_eager"):  # vLLM's default (false), said out loud

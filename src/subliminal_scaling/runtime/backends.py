@@ -518,16 +518,38 @@ def _generation_config(model_source: str, revision: str | None) -> dict[str, Any
 #: shorter engine start, while a batch without an adapter (the control's eval) runs the LoRA
 #: kernels with none active. ``enforce_eager`` (default false) compiles nothing and captures no
 #: graphs: the shortest engine start, for engines that decode few tokens (the eval's one-word
-#: answers, the exact measure's single forward passes).
+#: answers, the exact measure's single forward passes). ``cudagraph_capture_sizes`` (default:
+#: vLLM's list, 83 batch sizes up to 1,024) names the batch sizes captured: each is captured
+#: once per graph kind (piecewise and full, and again per LoRA case), which is most of a warm
+#: engine start; a batch between two sizes runs padded to the next one.
 ENGINE_KNOBS = (
     "max_num_seqs",
     "max_cudagraph_capture_size",
+    "cudagraph_capture_sizes",
     "cudagraph_specialize_lora",
     "enforce_eager",
 )
-#: the knobs vLLM takes inside ``compilation_config``, with their types
-COMPILATION_KNOBS: dict[str, type] = {"max_cudagraph_capture_size": int,
-                                      "cudagraph_specialize_lora": bool}  # fmt: skip
+
+
+def _capture_sizes(sizes: Any) -> list[int]:
+    return sorted({int(x) for x in sizes})
+
+
+#: the knobs vLLM takes inside ``compilation_config``, with how each is read
+COMPILATION_KNOBS: dict[str, Any] = {"max_cudagraph_capture_size": int,
+                                     "cudagraph_capture_sizes": _capture_sizes,
+                                     "cudagraph_specialize_lora": bool}  # fmt: skip
+
+
+def check_capture_sizes(vllm_cfg: dict[str, Any], where: str) -> None:
+    """vLLM refuses an engine whose largest captured size differs from a set
+    ``max_cudagraph_capture_size``, but only once the engine starts (minutes in): say so now."""
+    sizes, top = vllm_cfg.get("cudagraph_capture_sizes"), vllm_cfg.get("max_cudagraph_capture_size")
+    if sizes and top is not None and max(sizes) != top:
+        raise ValueError(
+            f"{where}.cudagraph_capture_sizes: its largest size {max(sizes)} must equal "
+            f"{where}.max_cudagraph_capture_size ({top}), or set one of them to null"
+        )
 
 
 def vllm_engine_args(vllm_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from subliminal_scaling.runtime.backends import check_capture_sizes
 from subliminal_scaling.runtime.gpu_pool import SLOTS_PER_GPU
 from subliminal_scaling.runtime.naming import CONTROL, NEUTRAL, model_slug
 from subliminal_scaling.runtime.seeds import MAX_INDEX, check_distinct, sweep_streams
@@ -178,6 +179,11 @@ def _semantic_checks(config: dict[str, Any]) -> None:
             f"config.generation.max_prompts: at most {MAX_INDEX:,} (the per-row seeds index "
             "prompts with 20 bits)"
         )
+    for stage in ("generation", "evaluation"):
+        try:
+            check_capture_sizes(config[stage]["vllm"], f"config.{stage}.vllm")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     ev = config["evaluation"]
     if ev["control"] == "survey" and not ev["survey_path"]:
         raise ConfigError(
