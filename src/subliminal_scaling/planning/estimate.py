@@ -220,6 +220,8 @@ class SampleCost:
     gen_s: float  # one generation job's sampling (n_prompts completions)
     eval_s: float  # one evaluation: the sampled answers and the exact measure
     note: str
+    # an engine's first evaluation (kernels JIT-compiled on first use); None: eval_s
+    eval_first_s: float | None = None
     # the evaluation engine's starts (its own settings, e.g. enforce_eager); None: as above
     eval_start_s: float | None = None
     eval_restart_s: float | None = None
@@ -275,6 +277,13 @@ def _per_token(rows: list[dict], workload: str, near: int) -> dict[str, float]:
     return {k: v[0] for k, v in best.items()}
 
 
+def sample_rows_of_stage(rows: list[dict], stage: str) -> list[dict]:
+    """The rows of the engine a stage starts: the generation engine's for generation where
+    measured, else the LoRA engine's; evaluation: the LoRA engine's."""
+    own = [r for r in rows if _generation_engine(r) == (stage == "gen")]
+    return own or [r for r in rows if not _generation_engine(r)]
+
+
 def _by_size(rows: list[dict], value: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     for row in rows:
@@ -286,6 +295,30 @@ def _by_size(rows: list[dict], value: Any) -> dict[str, float]:
 
 def _exact_wall(row: dict[str, Any]) -> float | None:
     return next((x["wall_s"] for x in _runs(row, "exact")), None)
+
+
+def _exact_again(row: dict[str, Any]) -> float | None:
+    """The exact measure run again in the same engine (the adapter loaded, its kernels
+    compiled), as every eval of a job after its first runs it; else the first."""
+    return next((x["wall_s"] for x in _runs(row, "exact-repeat")), _exact_wall(row))
+
+
+def _first_and_later(runs: list[dict[str, Any]], n_answers: int) -> tuple[float, float]:
+    """Seconds of an engine's first eval and of each later one (each through a new adapter,
+    as in the workflow), from eval runs numbered by ``repeat``: the slowest first runs and the
+    slowest later ones. The first eval of an engine also compiles kernels on first use (vLLM's
+    JIT monitor logs Triton compiling the LoRA kernels during it); a job runs one first eval
+    and 49 later ones. With no later run, every eval is priced as a first."""
+
+    def scaled(x: dict[str, Any]) -> float:
+        return x["wall_s"] * n_answers / x["completions"]
+
+    first = [scaled(x) for x in runs if x.get("repeat", 1) == 1]
+    later = [scaled(x) for x in runs if x.get("repeat", 1) > 1]
+    if not later:
+        worst = max(first)
+        return worst, worst
+    return max(first + later), max(later)
 
 
 def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
@@ -393,6 +426,7 @@ def sample_costs(
     n_answers = (ev["n_questions"] or 50) * (ev["samples_per_question"] or 100)
     notes = []
     out: dict[str, float] = {}
+    first: dict[str, float] = {}  # an engine's first eval, where it differs from the later ones
     for stage, section in (("gen", gen), ("eval", ev)):
         want = section["backend"]
         knobs = engine_knobs(section.get("vllm") or {})
@@ -404,23 +438,38 @@ def sample_costs(
 
         workload = "numbers" if stage == "gen" else "eval"
         limit = section["sampling"]["max_new_tokens"]
-        survey: list[dict] = []
+        survey: dict[str, list[dict]] = {}
         if stage == "eval" and answer_tokens is None:
-            survey, _, why = pick(lambda r: bool(_runs(r, "eval-survey")))
-            survey = [r for r in survey if r["size"] == size and _backend(r) == want]
-        if survey:  # the size's own eval at real answer lengths, the slower repeat
-            runs = [x for r in survey for x in _runs(r, "eval-survey")]
-            # samples that each stop at their own draw (survey-each) are nearer a real eval
-            # than samples that all run to their question's longest draw: preferred
-            each = [x for x in runs if x.get("answer_lengths") == "survey-each"]
-            runs = each or runs
-            out[stage] = max(x["wall_s"] * n_answers / x["completions"] for x in runs)
-            mean = max(x["survey_mean_tokens"] for x in runs)
-            how = ("each sample runs to its own draw" if each
-                   else "each question's samples run to the longest of its draws")  # fmt: skip
+            found, _, why = pick(lambda r: bool(_runs(r, "eval-survey")))
+            for r in found:
+                if _backend(r) == want and r["size"] in params:
+                    survey.setdefault(r["size"], []).append(r)
+            sizes = [params[k] for k in survey]
+            if size not in survey and not (survey and min(sizes) < params[size] < max(sizes)):
+                survey = {}  # neither measured at this size nor between measured sizes
+        if survey:  # evals at real answer lengths: the size's own, else interpolated
+            firsts, laters, each_at = {}, {}, {}
+            for k, k_rows in survey.items():
+                runs = [x for r in k_rows for x in _runs(r, "eval-survey")]
+                # samples that each stop at their own draw (survey-each) are nearer a real
+                # eval than samples that all run to their question's longest draw: preferred
+                each = [x for x in runs if x.get("answer_lengths") == "survey-each"]
+                firsts[k], laters[k] = _first_and_later(each or runs, n_answers)
+                each_at[k] = bool(each)
+            first[stage], how_at = _interp(firsts, params, size)
+            out[stage] = _interp(laters, params, size)[0]
+            if size in survey:
+                mean = max(x["survey_mean_tokens"] for r in survey[size]
+                           for x in _runs(r, "eval-survey"))  # fmt: skip
+                how = ("each sample runs to its own draw" if each_at[size]
+                       else "each question's samples run to the longest of its draws")  # fmt: skip
+                what = f"measured from vllm at the survey's answer lengths ({mean:.1f} tokens "
+                what += f"on average; {how})"
+            else:
+                what = f"{how_at} between sizes measured at their survey's answer lengths"
             notes.append(
-                f"eval measured from vllm at the survey's answer lengths ({mean:.1f} tokens "
-                f"on average; {how}){why}"
+                f"eval {what}: an engine's first {first[stage]:.1f} s, later ones "
+                f"{out[stage]:.1f} s{why}"
             )
         else:
             use, backend, why = pick(lambda r, w=workload: bool(_runs(r, w)))
@@ -432,19 +481,34 @@ def sample_costs(
                 tokens = limit
                 bound = " (every completion to the limit: an upper bound)"
             per_tok = _per_token(use, workload, tokens)
+            other = [r for r in sample_rows_of_stage(rows, stage)
+                     if _backend(r) == "vllm" and _runs(r, workload)]  # fmt: skip
+            if want == "vllm" and (backend != "vllm" or not per_tok) and other:
+                # these engine settings never ran this workload at a fixed length (e.g. only
+                # at the survey's answer lengths): vLLM rows of other settings stand in,
+                # nearer than the other backend's
+                tokens = (gen_tokens or GEN_TOKENS) if stage == "gen" else (
+                    answer_tokens or ANSWER_TOKENS)  # fmt: skip
+                bound = f" ({tokens} new tokens per completion assumed; limit {limit})"
+                use, backend = other, "vllm"
+                per_tok = _per_token(use, workload, tokens)
+                why = ", rows of other vLLM engine settings stand in (none of these at a "
+                why += "fixed length)"
             if not per_tok:
                 raise EstimateError(f"no '{workload}' sampling benchmark among --bench files")
             v, how = _interp(per_tok, params, size)
             n = gen["n_prompts"] if stage == "gen" else n_answers
-            out[stage] = v * tokens * n
+            out[stage] = first[stage] = v * tokens * n
             notes.append(f"{workload} {how} from {backend}{bound}{why}")
         if stage == "eval" and ev.get("exact_preferences"):
             exact_rows, _, why = pick(lambda r: _exact_wall(r) is not None)
             exact = _by_size(exact_rows, _exact_wall)
             if exact:
                 value, how = _interp(exact, params, size)
-                out["eval"] += value
-                notes.append(f"exact measure {how}{why}")
+                again = _interp(_by_size(exact_rows, _exact_again), params, size)[0]
+                first["eval"] += value
+                out["eval"] += min(again, value)
+                notes.append(f"exact measure {how} (first {value:.1f} s, later {again:.1f} s){why}")
             else:
                 notes.append("exact measure not measured")
         # rows whose engine found its own compile cache (bench_vllm's compile_cache_warm)
@@ -487,6 +551,7 @@ def sample_costs(
         engine_restart_s=out["gen_restart"],
         gen_s=out["gen"],
         eval_s=out["eval"],
+        eval_first_s=first["eval"],
         note="; ".join(notes),
         eval_start_s=out["eval_start"],
         eval_restart_s=out["eval_restart"],
@@ -533,6 +598,7 @@ def build_jobs(
         ev_start0 = start if cost.eval_start_s is None else cost.eval_start_s
         ev_restart = restart if cost.eval_restart_s is None else cost.eval_restart_s
         ev_s = cost.eval_s
+        ev_first = ev_s if cost.eval_first_s is None else cost.eval_first_s
         # engine start of the k-th job (0-based) of a stage of this size
         n_jobs = len(sweep.conditions) + 1
         starts = [start if k < cold_starts else restart for k in range(n_jobs)]
@@ -557,16 +623,15 @@ def build_jobs(
             name = f"eval/{m.slug}/{c}"
             # the control's evaluation (below) runs first: it needs no students
             ev_start = ev_starts[k + 1]
-            jobs.append(
-                _job("evaluation", m.slug, c, ev_start + ev_s * n_evals, ev_prio, students, name)
-            )
+            ev_job = ev_start + ev_first + ev_s * (n_evals - 1)
+            jobs.append(_job("evaluation", m.slug, c, ev_job, ev_prio, students, name))
         name = f"eval/{m.slug}/control"
         jobs.append(
             _job(
                 "evaluation",
                 m.slug,
                 "control",
-                ev_start0 + ev_s,
+                ev_start0 + ev_first,
                 sweep.eval_priority(m.slug),
                 [],
                 name,
