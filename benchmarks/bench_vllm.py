@@ -146,6 +146,17 @@ def merge_engine_args(configured: dict[str, Any], variant: dict[str, Any]) -> di
     return out
 
 
+def variant_engine(engine: dict[str, Any], variant: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """A config ``vllm`` section with a variant on top: (whether vLLM's engine core runs in
+    process, the ``LLM`` arguments). ``engine_in_process`` is no ``LLM`` argument: it goes to
+    ``VLLMBackend``'s ``in_process``, the variant's value before the config's."""
+    from subliminal_scaling.runtime.backends import vllm_engine_args
+
+    variant = dict(variant)
+    in_process = bool(variant.pop("engine_in_process", engine.get("engine_in_process")))
+    return in_process, merge_engine_args(vllm_engine_args(engine), variant)
+
+
 def compile_caches() -> set[str]:
     """vLLM's torch.compile cache folders (``VLLM_CACHE_ROOT``, default ~/.cache/vllm), one per
     engine configuration (a hash of model, engine and compile settings)."""
@@ -357,7 +368,6 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         Sampling,
         VLLMBackend,
         make_conversation,
-        vllm_engine_args,
     )
     from subliminal_scaling.runtime.seeds import eval_seeds, teacher_seeds
 
@@ -376,14 +386,14 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(0 if generation else args.eval_reps)
     ]
     adapter = adapters[-1] if adapters else None
-    engine_args = merge_engine_args(vllm_engine_args(engine), extra_engine)
+    in_process, engine_args = variant_engine(engine, extra_engine)
     lora_args = {"enable_lora": not generation,
                  **({} if generation else {"max_lora_rank": lora["r"]})}  # fmt: skip
     out: dict[str, Any] = {"size": size, "device": torch.cuda.get_device_name(),
                            "stage": args.stage,
                            "engine": {**engine, **lora_args,
                                       "load_format": "dummy", "enforce_eager": args.eager,
-                                      **engine_args},
+                                      **engine_args, "engine_in_process": in_process},
                            "engine_variant": args.variant_name,
                            "exact_only": args.exact_only}  # fmt: skip
     # an engine start that finds its own compile cache (the same engine started before on this
@@ -396,6 +406,7 @@ def run_size(args: argparse.Namespace) -> dict[str, Any]:
         max_model_len=engine["max_model_len"], tensor_parallel_size=1, **lora_args,
         engine_args={"load_format": "dummy", **({"enforce_eager": True} if args.eager else {}),
                      **engine_args},
+        in_process=in_process,
     )  # fmt: skip
     out["engine_start_s"] = time.perf_counter() - t
     after = compile_caches()

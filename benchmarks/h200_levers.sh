@@ -215,7 +215,19 @@ bench_vllm_to() {  # bench_vllm_to <out subfolder> <args...>: each invocation it
   python3 benchmarks/bench_vllm.py --ref .carry/ref --out "$OUT/$sub" --work "/tmp/bv-$sub" \
     "$@" ${EXTRA:-} 2>&1 | grep -v -E "INFO|it/s" | cut -c1-600
 }
-case "${1:?cp00|cp01|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
+# What ran (one machine, 1,754 s of device time): cp00, cp01, lean13 (0.5B configured cold; lean
+#   cold timed out at the budget; gen:0.5B sizes19 cold), lean13b with SIZES=0.5B,0.5B TAG=05b
+#   BUDGET=330 GSIZES=gen:0.5B GBUDGET=110 (lean cold, warm; the generation start timed out),
+#   then by hand on the warm machine (sourcing the functions above): lean_eval e05c 0.5B 140
+#   --engine-variant "configured={}" (timed out: a new shape folder is a new model path, so
+#   a cold compile), lean_eval e32 32B,32B 400 "$LEAN", lean_eval e7 7B,7B 255 "$LEAN"
+#   -> h200-2026-12-04-s10-vllm-*.json and the last start's log beside three of them
+# Next (not run yet): inproc14 (call 3 of three): the eval engine as shipped against vLLM's
+#   engine core in the worker's process (engine_in_process: no spawned core that imports torch
+#   and vLLM again, 18-21 s of every start in the s10 logs), each started twice, at 7B; then
+#   the same at 32B (SIZES=32B,32B, on the warm machine: lean13b's functions)
+INPROC='--engine-variant inproc={"engine_in_process":true}'
+case "${1:?cp00|cp01|inproc14|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 cp00)  # call 1 of three (carry .vb/part-00)
   cp .vb/part-00 /root/vb/ && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ;;
 cp01)  # call 2 of three (carry .vb/part-01)
@@ -223,6 +235,10 @@ cp01)  # call 2 of three (carry .vb/part-01)
 gen11)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
   install_vllm || exit 1
   EXTRA="$GEN11" bench_vllm --sizes "${SIZES:-gen:0.5B,gen:0.5B,0.5B,0.5B}" --budget-s "${BUDGET:-500}" ;;
+inproc14)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet)
+  install_vllm || exit 1
+  lean_eval e7i "${SIZES:-7B,7B}" "${BUDGET:-480}" --engine-variant "configured={}" "$INPROC"
+  cp /tmp/bv-e7i/*.log "$OUT/e7i/" 2>/dev/null ;;
 lean13)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
   install_vllm || exit 1
   lean_eval e05 "${SIZES:-0.5B,0.5B}" "${BUDGET:-420}" --engine-variant "configured={}" "$LEAN"

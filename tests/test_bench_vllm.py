@@ -203,3 +203,16 @@ def test_the_engine_start_log_keeps_vllms_timing_lines(tmp_path):
     )
     assert rc == 0
     assert bench_vllm.engine_log(out.read_text()) == [line]
+
+
+def test_an_in_process_variant_reaches_the_backend_not_the_llm_arguments():
+    """--engine-variant 'inproc={"engine_in_process": true}' runs vLLM's engine core in the
+    worker's process; the other keys stay LLM arguments, on top of the configured ones."""
+    engine = {"max_cudagraph_capture_size": 1024, "engine_in_process": None}
+    assert bench_vllm.variant_engine(engine, {}) == (
+        False, {"compilation_config": {"max_cudagraph_capture_size": 1024}})  # fmt: skip
+    variant = {"engine_in_process": True, "max_num_seqs": 512}
+    in_process, args = bench_vllm.variant_engine(engine, variant)
+    assert in_process is True and "engine_in_process" not in args and args["max_num_seqs"] == 512
+    assert variant == {"engine_in_process": True, "max_num_seqs": 512}  # not consumed
+    assert bench_vllm.variant_engine({**engine, "engine_in_process": True}, {})[0] is True

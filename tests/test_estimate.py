@@ -417,7 +417,10 @@ def test_vllm_rows_price_only_the_engine_settings_they_ran(bench, tmp_path):
     knobs = estimate.engine_knobs({"compilation_config": {"max_cudagraph_capture_size": 1024}})
     assert knobs == {"max_num_seqs": None, "max_cudagraph_capture_size": 1024,
                      "cudagraph_capture_sizes": None, "cudagraph_specialize_lora": None,
-                     "enforce_eager": None}  # fmt: skip
+                     "enforce_eager": None, "engine_in_process": None}  # fmt: skip
+    # an in-process engine core is a setting of its own; false (a row's record) the default
+    assert estimate.engine_knobs({"engine_in_process": True})["engine_in_process"] is True
+    assert estimate.engine_knobs({"engine_in_process": False}) == estimate.engine_knobs({})
     # a list of captured sizes is a setting of its own, whatever its order (a config's list
     # and a benchmark row's recorded compilation_config alike)
     fewer = estimate.engine_knobs({"compilation_config": {"cudagraph_capture_sizes": [8, 1, 4]}})

@@ -4,6 +4,7 @@ LoRA adapters become LoRA requests, and finish reasons come through."""
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from types import SimpleNamespace
@@ -121,6 +122,28 @@ def test_engine_knobs_reach_the_engine_only_when_set(fake_vllm):
         "max_cudagraph_capture_size": 1024, "cudagraph_specialize_lora": False}  # fmt: skip
     make_backend("vllm", "m", None, 1, {**base, "cudagraph_specialize_lora": False})
     assert fake_vllm["llm"]["compilation_config"] == {"cudagraph_specialize_lora": False}
+
+
+def test_an_in_process_engine_is_vllms_switch_not_an_engine_argument(fake_vllm, monkeypatch):
+    """engine_in_process sets vLLM's environment switch before the engine is built (vLLM
+    reads it then) and passes no LLM argument; unset or false leaves vLLM's spawned core."""
+    from subliminal_scaling.runtime.backends import IN_PROCESS_ENV
+
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")  # recorded: whatever the backend sets is undone
+    monkeypatch.delenv(IN_PROCESS_ENV)
+    base = {"gpu_memory_utilization": 0.9, "max_model_len": 1024, "tensor_parallel_size": 1}
+    seen = {}
+    real_init = sys.modules["vllm"].LLM.__init__
+
+    def init(self, **kwargs):
+        seen["env"] = os.environ.get(IN_PROCESS_ENV)
+        real_init(self, **kwargs)
+
+    monkeypatch.setattr(sys.modules["vllm"].LLM, "__init__", init)
+    make_backend("vllm", "m", None, 1, {**base, "engine_in_process": False})
+    assert seen["env"] is None and "engine_in_process" not in fake_vllm["llm"]
+    make_backend("vllm", "m", None, 1, {**base, "engine_in_process": True})
+    assert seen["env"] == "0" and "engine_in_process" not in fake_vllm["llm"]
 
 
 def test_each_adapter_is_a_stable_lora_request(fake_vllm):

@@ -333,8 +333,9 @@ def engine_knobs(engine: dict[str, Any]) -> dict[str, Any]:
             out[key] = read(out[key])
     if out.get("cudagraph_specialize_lora") is True:  # vLLM's default, said out loud
         out["cudagraph_specialize_lora"] = None
-    if not out.get("enforce_eager"):  # vLLM's default (false), said out loud
-        out["enforce_eager"] = None
+    for key in ("enforce_eager", "engine_in_process"):
+        if not out.get(key):  # the default (false), said out loud
+            out[key] = None
     return out
 
 

@@ -373,10 +373,16 @@ class VLLMBackend:
         max_lora_rank: int = 8,
         seed: int = 0,
         engine_args: dict[str, Any] | None = None,
+        in_process: bool = False,
     ) -> None:
         """``engine_args``: further ``LLM`` arguments: the config's engine knobs
         (``vllm_engine_args``), and in benchmarks and device checks e.g.
-        ``load_format="dummy"``."""
+        ``load_format="dummy"``. ``in_process``: run vLLM's engine core in this process
+        (``engine_in_process``) instead of a spawned one that imports torch and vLLM again."""
+        import os
+
+        if in_process:  # read by vLLM when the engine is built (vllm.envs, not cached)
+            os.environ[IN_PROCESS_ENV] = "0"
         from vllm import LLM
 
         self.llm = LLM(
@@ -522,13 +528,20 @@ def _generation_config(model_source: str, revision: str | None) -> dict[str, Any
 #: vLLM's list, 83 batch sizes up to 1,024) names the batch sizes captured: each is captured
 #: once per graph kind (piecewise and full, and again per LoRA case), which is most of a warm
 #: engine start; a batch between two sizes runs padded to the next one.
+#: ``engine_in_process`` (default false) builds vLLM's engine core in the job's own process
+#: (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) instead of spawning one: a spawned core imports torch
+#: and vLLM again, 18-21 s of each engine start on the H200 (tenth session's vLLM logs), but
+#: runs beside the process that feeds it requests and reads their outputs.
 ENGINE_KNOBS = (
     "max_num_seqs",
     "max_cudagraph_capture_size",
     "cudagraph_capture_sizes",
     "cudagraph_specialize_lora",
     "enforce_eager",
+    "engine_in_process",
 )
+#: vLLM's switch between a spawned engine core (unset, "1") and one in-process ("0")
+IN_PROCESS_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 
 def _capture_sizes(sizes: Any) -> list[int]:
@@ -600,5 +613,6 @@ def make_backend(
             max_lora_rank=max_lora_rank,
             seed=seed,
             engine_args=vllm_engine_args(vllm_cfg),
+            in_process=bool(vllm_cfg.get("engine_in_process")),
         )
     raise ValueError(f"unknown backend {name!r} (expected 'vllm' or 'transformers')")
