@@ -53,7 +53,10 @@ prices a config with the rows whose recorded engine settings are the config's
 and a random LoRA adapter; ``exact_preferences``' log-probabilities from ``VLLMBackend`` and
 ``TransformersBackend`` (PEFT) must agree within bf16 tolerance, with and without the adapter
 (the previous ``prompt_logprobs`` path is reported beside). ``--sizes 0.5B,parity,14B`` runs the
-check at that place instead of last.
+check at that place instead of last. It starts vLLM eager (no CUDA graphs); ``parity-engine``
+among ``--sizes`` runs it once per ``--engine-variant`` on the evaluation engine's settings with
+that variant on top, CUDA graphs captured as a real eval runs them (e.g. the base model,
+the control's eval, on an engine that captured the LoRA graphs only).
 
     PYTHONPATH=src python3 benchmarks/bench_vllm.py --ref .carry/ref --out $OUT --parity \\
         --sizes 32B,0.5B,7B --budget-s 500
@@ -226,9 +229,10 @@ def result_key(size: str, variant: str, stage: str = "evaluation") -> str:
 
 
 def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[str]]]:
-    """(result key, worker arguments) per entry of ``--sizes`` ("parity", a size, or
-    ``gen:SIZE``: that size's generation engine), a size once per ``--engine-variant``
-    (``NAME=JSON``: further ``LLM`` arguments), or once as configured."""
+    """(result key, worker arguments) per entry of ``--sizes`` ("parity", a size,
+    ``gen:SIZE``: that size's generation engine, or "parity-engine": the parity check on each
+    variant's engine), a size once per ``--engine-variant`` (``NAME=JSON``: further ``LLM``
+    arguments), or once as configured."""
     parsed = []
     for v in variants or ["configured={}"]:
         name, sep, raw = v.partition("=")
@@ -243,6 +247,11 @@ def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[s
     for s in names:
         if s == "parity":
             jobs.append(("parity", ["--parity-worker"]))
+            continue
+        if s == "parity-engine":  # the parity check on each variant's engine (graphs, not eager)
+            for name, engine in parsed:
+                worker = ["--parity-worker", "--parity-engine", "--variant-name", name]
+                jobs.append((f"parity-{name}", [*worker, "--engine-json", engine]))
             continue
         stage, _, size = s.rpartition(":")
         if stage not in ("", "gen"):
@@ -593,14 +602,22 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
         raw[name]["transformers"] = np.asarray(hf.continuation_logprobs(convs, flat, ad))
     hf.close()
     t = time.perf_counter()
+    # no graph capture (a faster start), or with --parity-engine the evaluation engine's
+    # settings with a variant on top: CUDA graphs as a real eval runs them
+    in_process, engine_args = False, {"enforce_eager": True}
+    if args.parity_engine:
+        in_process, engine_args = variant_engine(
+            real["evaluation"]["vllm"], json.loads(args.engine_json)
+        )
     vb = VLLMBackend(
         str(d),
         max_model_len=512,
         enable_lora=True,
         max_lora_rank=lora["r"],
         gpu_memory_utilization=0.3,
-        engine_args={"enforce_eager": True},
-    )  # no graph capture: a faster start
+        engine_args=engine_args,
+        in_process=in_process,
+    )
     start = time.perf_counter() - t
     forms["vllm"] = name_forms(vb)
     for name, ad in cases:
@@ -610,7 +627,10 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
                            "real tokenizer; LoRA of the recipe's shape, lora_B ~ N(0, 0.05)",
                            "questions": len(qs), "animals": len(animals),
                            "compared": "summed log-probabilities of every question x form",
-                           "vllm_engine_start_s": start}  # fmt: skip
+                           "vllm_engine_start_s": start,
+                           "vllm_engine": {**engine_args, "engine_in_process": in_process},
+                           "engine_variant": args.variant_name if args.parity_engine
+                           else None}  # fmt: skip
     for name, r in raw.items():
         a, b, c = r["transformers"], r["vllm"], r["previous"]
         out[name] = {"forms_equal": forms["transformers"] == forms["vllm"],
@@ -685,16 +705,16 @@ def main() -> None:
         help=argparse.SUPPRESS,
     )  # fmt: skip
     ap.add_argument("--parity-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--parity-engine", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     if args.worker or args.parity_worker:
         res = run_parity(args) if args.parity_worker else run_size(args)
-        name = (
-            "parity"
-            if args.parity_worker
-            else result_key(args.worker, args.variant_name, args.stage)
-        )
+        if args.parity_worker:
+            name = f"parity-{args.variant_name}" if args.parity_engine else "parity"
+        else:
+            name = result_key(args.worker, args.variant_name, args.stage)
         (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
         end_worker()
     from subliminal_scaling.planning.provenance import code_provenance
@@ -735,6 +755,8 @@ def main() -> None:
             res["engine_log"] = engine_log(log.read_text(errors="replace"))
             if key == "parity":
                 report["parity"] = res
+            elif key.startswith("parity-"):  # --sizes parity-engine: one per engine variant
+                report.setdefault("parity_engines", {})[key] = res
             else:
                 report["device"] = res["device"]
                 report["results"].append(res)
@@ -755,6 +777,8 @@ def main() -> None:
             print("    " + entry[:200])
     if "parity" in report:
         print("parity:", json.dumps(report["parity"]))
+    for key, res in report.get("parity_engines", {}).items():
+        print(f"{key}:", json.dumps(res))
     for k, v in report["errors"].items():
         print("error", k, v if isinstance(v, str) else v["stderr_tail"][-1200:])
 

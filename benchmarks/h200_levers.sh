@@ -226,8 +226,13 @@ bench_vllm_to() {  # bench_vllm_to <out subfolder> <args...>: each invocation it
 #   engine core in the worker's process (engine_in_process: no spawned core that imports torch
 #   and vLLM again, 18-21 s of every start in the s10 logs), each started twice, at 7B; then
 #   the same at 32B (SIZES=32B,32B, on the warm machine: lean13b's functions)
+#   lean15 (call 3 of three, not run yet): the parity check against PEFT on the eval engine as
+#   shipped and on the lean one (CUDA graphs as a real eval runs them; the base model is the
+#   control's eval), then 32B as shipped and lean, cold; then on the warm machine
+#   `lean_eval e32s 32B 560 --engine-variant "configured={}" "$LEAN"` again for both warm (the
+#   same subfolder: vLLM keys its compile cache by the model's path)
 INPROC='--engine-variant inproc={"engine_in_process":true}'
-case "${1:?cp00|cp01|inproc14|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
+case "${1:?cp00|cp01|lean15|inproc14|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 cp00)  # call 1 of three (carry .vb/part-00)
   cp .vb/part-00 /root/vb/ && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ;;
 cp01)  # call 2 of three (carry .vb/part-01)
@@ -235,6 +240,11 @@ cp01)  # call 2 of three (carry .vb/part-01)
 gen11)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
   install_vllm || exit 1
   EXTRA="$GEN11" bench_vllm --sizes "${SIZES:-gen:0.5B,gen:0.5B,0.5B,0.5B}" --budget-s "${BUDGET:-500}" ;;
+lean15)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet)
+  install_vllm || exit 1
+  EXTRA="--engine-variant configured={} $LEAN" bench_vllm_to p15 --sizes parity-engine \
+    --budget-s "${PBUDGET:-200}"
+  lean_eval e32s 32B "${BUDGET:-330}" --engine-variant "configured={}" "$LEAN" ;;
 inproc14)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet)
   install_vllm || exit 1
   lean_eval e7i "${SIZES:-7B,7B}" "${BUDGET:-480}" --engine-variant "configured={}" "$INPROC"

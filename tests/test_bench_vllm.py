@@ -32,6 +32,22 @@ def test_each_size_runs_once_per_engine_variant_and_parity_once():
     assert key == "size-32B-configured" and extra[-1] == "{}"
 
 
+def test_parity_engine_checks_parity_once_per_engine_variant():
+    """ "parity" keeps its one eager check; "parity-engine" runs the check on each variant's
+    engine (the worker reads the variant from its arguments), under a key of its own."""
+    jobs = bench_vllm.worker_jobs(
+        ["parity-engine", "parity"], ["configured={}", 'lean={"max_num_seqs": 8}']
+    )
+    assert [k for k, _ in jobs] == ["parity-configured", "parity-lean", "parity"]
+    lean = jobs[1][1]
+    assert lean[:2] == ["--parity-worker", "--parity-engine"]
+    args = dict(lean[i : i + 2] for i in range(2, len(lean), 2))
+    assert args["--variant-name"] == "lean" and json.loads(args["--engine-json"]) == {
+        "max_num_seqs": 8
+    }
+    assert jobs[2][1] == ["--parity-worker"]
+
+
 def test_gen_size_starts_the_generation_engine_under_its_own_key():
     jobs = bench_vllm.worker_jobs(["gen:0.5B", "0.5B"], [])
     assert [k for k, _ in jobs] == ["gen-0.5B-configured", "size-0.5B-configured"]
