@@ -228,6 +228,12 @@ def result_key(size: str, variant: str, stage: str = "evaluation") -> str:
     return f"{'gen' if stage == 'generation' else 'size'}-{size}-{variant}"
 
 
+def parity_key(variant: str | None = None) -> str:
+    """The key of a parity check's result: the eager one, or one on ``variant``'s engine
+    (``parity-engine``); the driver and the worker both name it here."""
+    return "parity" if variant is None else f"parity-{variant}"
+
+
 def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[str]]]:
     """(result key, worker arguments) per entry of ``--sizes`` ("parity", a size,
     ``gen:SIZE``: that size's generation engine, or "parity-engine": the parity check on each
@@ -246,12 +252,12 @@ def worker_jobs(names: list[str], variants: list[str]) -> list[tuple[str, list[s
     jobs = []
     for s in names:
         if s == "parity":
-            jobs.append(("parity", ["--parity-worker"]))
+            jobs.append((parity_key(), ["--parity-worker"]))
             continue
         if s == "parity-engine":  # the parity check on each variant's engine (graphs, not eager)
             for name, engine in parsed:
                 worker = ["--parity-worker", "--parity-engine", "--variant-name", name]
-                jobs.append((f"parity-{name}", [*worker, "--engine-json", engine]))
+                jobs.append((parity_key(name), [*worker, "--engine-json", engine]))
             continue
         stage, _, size = s.rpartition(":")
         if stage not in ("", "gen"):
@@ -712,7 +718,7 @@ def main() -> None:
     if args.worker or args.parity_worker:
         res = run_parity(args) if args.parity_worker else run_size(args)
         if args.parity_worker:
-            name = f"parity-{args.variant_name}" if args.parity_engine else "parity"
+            name = parity_key(args.variant_name if args.parity_engine else None)
         else:
             name = result_key(args.worker, args.variant_name, args.stage)
         (Path(args.work) / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
@@ -753,9 +759,9 @@ def main() -> None:
             res["process_s"] = time.perf_counter() - t
             res["process_rc"] = rc
             res["engine_log"] = engine_log(log.read_text(errors="replace"))
-            if key == "parity":
+            if key == parity_key():
                 report["parity"] = res
-            elif key.startswith("parity-"):  # --sizes parity-engine: one per engine variant
+            elif key.startswith(parity_key("")):  # --sizes parity-engine: one per variant
                 report.setdefault("parity_engines", {})[key] = res
             else:
                 report["device"] = res["device"]

@@ -277,7 +277,7 @@ def _per_token(rows: list[dict], workload: str, near: int) -> dict[str, float]:
     return {k: v[0] for k, v in best.items()}
 
 
-def sample_rows_of_stage(rows: list[dict], stage: str) -> list[dict]:
+def _engine_rows(rows: list[dict], stage: str) -> list[dict]:
     """The rows of the engine a stage starts: the generation engine's for generation where
     measured, else the LoRA engine's; evaluation: the LoRA engine's."""
     own = [r for r in rows if _generation_engine(r) == (stage == "gen")]
@@ -474,6 +474,16 @@ def sample_costs(
             )
         else:
             use, backend, why = pick(lambda r, w=workload: bool(_runs(r, w)))
+            if want == "vllm" and (backend != "vllm" or not use):
+                # these engine settings never ran this workload at a fixed length (e.g. only
+                # at the survey's answer lengths): vLLM rows of other settings stand in,
+                # nearer than the other backend's
+                other = [r for r in _engine_rows(rows, stage)
+                         if _backend(r) == "vllm" and _runs(r, workload)]  # fmt: skip
+                if other:
+                    use, backend = other, "vllm"
+                    why = ", rows of other vLLM engine settings stand in (none of these at a "
+                    why += "fixed length)"
             if backend == "vllm":
                 tokens = (gen_tokens or GEN_TOKENS) if stage == "gen" else (
                     answer_tokens or ANSWER_TOKENS)  # fmt: skip
@@ -482,19 +492,6 @@ def sample_costs(
                 tokens = limit
                 bound = " (every completion to the limit: an upper bound)"
             per_tok = _per_token(use, workload, tokens)
-            other = [r for r in sample_rows_of_stage(rows, stage)
-                     if _backend(r) == "vllm" and _runs(r, workload)]  # fmt: skip
-            if want == "vllm" and (backend != "vllm" or not per_tok) and other:
-                # these engine settings never ran this workload at a fixed length (e.g. only
-                # at the survey's answer lengths): vLLM rows of other settings stand in,
-                # nearer than the other backend's
-                tokens = (gen_tokens or GEN_TOKENS) if stage == "gen" else (
-                    answer_tokens or ANSWER_TOKENS)  # fmt: skip
-                bound = f" ({tokens} new tokens per completion assumed; limit {limit})"
-                use, backend = other, "vllm"
-                per_tok = _per_token(use, workload, tokens)
-                why = ", rows of other vLLM engine settings stand in (none of these at a "
-                why += "fixed length)"
             if not per_tok:
                 raise EstimateError(f"no '{workload}' sampling benchmark among --bench files")
             v, how = _interp(per_tok, params, size)
