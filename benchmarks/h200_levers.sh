@@ -232,7 +232,15 @@ bench_vllm_to() {  # bench_vllm_to <out subfolder> <args...>: each invocation it
 #   `lean_eval e32s 32B 560 --engine-variant "configured={}" "$LEAN"` again for both warm (the
 #   same subfolder: vLLM keys its compile cache by the model's path)
 INPROC='--engine-variant inproc={"engine_in_process":true}'
-case "${1:?cp00|cp01|lean15|inproc14|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
+# Session of 2026-12-04 (11): "fast" = the lean eval engine and its core in the worker's process
+#   (engine_in_process), against the eval engine as shipped, same machine. fast16 (call 3 of
+#   three): install, the parity check against PEFT on fast's engine, then 0.5B's eval engine
+#   as shipped and fast, each started cold; later calls on the warm machine (lean13b's
+#   functions): lean_eval f32 32B <budget> "$CONF" "$FAST" twice (cold, then warm), lean_eval
+#   f05 0.5B <budget> "$CONF" "$FAST" again (warm), then 7B's fast engine if time is left
+CONF='--engine-variant configured={}'
+FAST="--engine-variant fast={\"engine_in_process\":true,\"compilation_config\":{\"cudagraph_capture_sizes\":$SIZES19,\"cudagraph_specialize_lora\":false}}"
+case "${1:?cp00|cp01|fast16|lean15|inproc14|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in
 cp00)  # call 1 of three (carry .vb/part-00)
   cp .vb/part-00 /root/vb/ && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ;;
 cp01)  # call 2 of three (carry .vb/part-01)
@@ -245,6 +253,10 @@ lean15)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run
   EXTRA="--engine-variant configured={} $LEAN" bench_vllm_to p15 --sizes parity-engine \
     --budget-s "${PBUDGET:-200}"
   lean_eval e32s 32B "${BUDGET:-330}" --engine-variant "configured={}" "$LEAN" ;;
+fast16)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref)
+  install_vllm || exit 1
+  EXTRA="$FAST" bench_vllm_to p16 --sizes parity-engine --budget-s "${PBUDGET:-150}"
+  lean_eval f05 0.5B "${BUDGET:-300}" "$CONF" "$FAST" ;;
 inproc14)  # call 3 of three (carry .vb/part-02 .vb/fix.tar.xz .carry/ref; not run yet)
   install_vllm || exit 1
   lean_eval e7i "${SIZES:-7B,7B}" "${BUDGET:-480}" --engine-variant "configured={}" "$INPROC"
