@@ -238,6 +238,13 @@ INPROC='--engine-variant inproc={"engine_in_process":true}'
 #   as shipped and fast, each started cold; later calls on the warm machine (lean13b's
 #   functions): lean_eval f32 32B <budget> "$CONF" "$FAST" twice (cold, then warm), lean_eval
 #   f05 0.5B <budget> "$CONF" "$FAST" again (warm), then 7B's fast engine if time is left
+# What ran (one machine, 1,729 s of device time): cp00, cp01, fast16 (the parity check, the
+#   machine's first vLLM start, timed out at 150 s; 0.5B configured cold; fast skipped: budget),
+#   then on the warm machine: lean_eval f05 0.5B 320 "$FAST" "$CONF" (fast cold, configured
+#   warm); bench_vllm.py --out $OUT/f05w --work /tmp/bv-f05 --sizes 0.5B --budget-s 130 $FAST
+#   $EACH (fast warm); EXTRA="$FAST" bench_vllm_to p16 --sizes parity-engine --budget-s 130;
+#   lean_eval f32 32B 540 "$FAST" "$CONF" (both cold), again with budget 400 (both warm);
+#   lean_eval f7 7B 165 "$FAST" (cold) -> h200-2026-12-04-s11-vllm-*.json
 CONF='--engine-variant configured={}'
 FAST="--engine-variant fast={\"engine_in_process\":true,\"compilation_config\":{\"cudagraph_capture_sizes\":$SIZES19,\"cudagraph_specialize_lora\":false}}"
 case "${1:?cp00|cp01|fast16|lean15|inproc14|lean13|lean13b|lean13g|gen11|gen11b|each12|call1|call2|call3|small|big|small3|check7b|vllm|prof4|student4|sync6|sync6small|vllm6|prefix7|prefix7small|prefix7vllm|prefix7last|full8|full8b|engine9|ck10|small10|eager10|eager10b}" in

@@ -1,4 +1,6 @@
 # Protocol, preflight, and the teacher stage: generate_numbers -> filter_numbers -> upload_numbers.
+# generate_numbers is one job per size: one vLLM engine writes every condition's numbers (an
+# engine start is 1-4 minutes; 16 jobs per size started 15 more).
 
 
 rule extract_protocol:
@@ -35,12 +37,12 @@ rule generate_numbers:
         preflight=preflight_input,
         model=model_inputs,
     output:
-        raw=RAW,
-        meta=GEN_META,
+        raw=expand(RAW, condition=SWEEP.conditions, allow_missing=True),
+        meta=expand(GEN_META, condition=SWEEP.conditions, allow_missing=True),
     log:
-        "results/logs/generate_numbers/{model}/{condition}.log",
+        "results/logs/generate_numbers/{model}.log",
     benchmark:
-        "results/benchmarks/generate_numbers/{model}/{condition}.tsv"
+        "results/benchmarks/generate_numbers/{model}.tsv"
     priority: lambda wc: SWEEP.generation_priority(wc.model)
     conda:
         ENV
@@ -54,7 +56,8 @@ rule generate_numbers:
         model_id=lambda wc: SWEEP.model(wc.model).id,
         revision=lambda wc: SWEEP.model(wc.model).revision,
         generation=config["generation"],
-        chunks=lambda wc: CHUNKS.format(**wc),
+        conditions=SWEEP.conditions,
+        chunks=lambda wc: expand(CHUNKS, model=wc.model, condition=SWEEP.conditions),
     script:
         "../workflow/scripts/generate_numbers.py"
 

@@ -243,8 +243,10 @@ def test_vllm_rows_price_the_expected_lengths_engine_starts_and_the_exact_measur
     jobs, notes = estimate.build_jobs(sweep, train, sample)
     by = {(j.rule, j.wildcards["model"], j.wildcards["condition"]): j.seconds for j in jobs}
     n_prompts = sweep.config["generation"]["n_prompts"]
-    gen_7b = 100.0 + 1e-4 * estimate.GEN_TOKENS * n_prompts
-    assert by[("generation", "qwen-2.5-7b-instruct", "dolphin")] == pytest.approx(gen_7b)
+    n_cond = len(sweep.conditions)
+    # one generation job per size: one engine start, then every condition's teacher data
+    gen_7b = 100.0 + n_cond * 1e-4 * estimate.GEN_TOKENS * n_prompts
+    assert by[("generation", "qwen-2.5-7b-instruct", "")] == pytest.approx(gen_7b)
     eval_7b = 1e-4 * estimate.ANSWER_TOKENS * 5000 + 6.0
     assert by[("evaluation", "qwen-2.5-7b-instruct", "control")] == pytest.approx(100 + eval_7b)
     n_evals = len(sweep.seeds) * sweep.config["training"]["epochs"]
@@ -252,9 +254,10 @@ def test_vllm_rows_price_the_expected_lengths_engine_starts_and_the_exact_measur
         100 + n_evals * eval_7b
     )
     # 14B lies between the measured sizes; 0.5B below them costs what 7B does, and says so
-    g14 = by[("generation", "qwen-2.5-14b-instruct", "dolphin")]
-    assert gen_7b < g14 < by[("generation", "qwen-2.5-32b-instruct", "dolphin")]
-    assert by[("generation", "qwen-2.5-0.5b-instruct", "dolphin")] == pytest.approx(gen_7b)
+    g14 = by[("generation", "qwen-2.5-14b-instruct", "")]
+    assert gen_7b < g14 < by[("generation", "qwen-2.5-32b-instruct", "")]
+    assert by[("generation", "qwen-2.5-0.5b-instruct", "")] == pytest.approx(gen_7b)
+    assert sum(rule == "generation" for rule, _, _ in by) == len(sweep.models)
     note_05 = next(n for n in notes if n.startswith("sample 0.5B"))
     assert "extrapolated" in note_05 and "from vllm" in note_05
     # the bound with every completion at the configured limit is larger
@@ -353,8 +356,10 @@ def test_later_jobs_of_a_size_start_from_the_compile_cache(bench, tmp_path):
         return [j for j in jobs if j.rule == rule and j.wildcards["model"] == slug]
 
     jobs, notes = estimate.build_jobs(sweep, train, sample)
+    n_cond = len(sweep.conditions)
+    # a size's one generation job starts its engine cold (100 s), then writes every condition
     gen7 = starts(jobs, "qwen-2.5-7b-instruct", "generation")
-    assert [round(j.seconds - gen_only, 6) for j in gen7] == [100.0] + [60.0] * (len(gen7) - 1)
+    assert [round(j.seconds - n_cond * gen_only, 6) for j in gen7] == [100.0]
     ev7 = {j.wildcards["condition"]: j.seconds for j in starts(jobs, "qwen-2.5-7b-instruct",
                                                                "evaluation")}  # fmt: skip
     first_condition = sweep.conditions[0]
@@ -364,15 +369,20 @@ def test_later_jobs_of_a_size_start_from_the_compile_cache(bench, tmp_path):
     assert ev7["control"] == pytest.approx(100.0 + one_eval)
     assert ev7[first_condition] == pytest.approx(60.0 + n_evals * one_eval)
     # 32B: no warm start measured; 300 s x (60 / 100), the ratio at 7B
-    gen32 = starts(jobs, "qwen-2.5-32b-instruct", "generation")
-    assert gen32[0].seconds - gen_only == pytest.approx(300.0)
-    assert gen32[1].seconds - gen_only == pytest.approx(180.0)
+    ev32 = {j.wildcards["condition"]: j.seconds for j in starts(jobs, "qwen-2.5-32b-instruct",
+                                                                "evaluation")}  # fmt: skip
+    assert ev32["control"] == pytest.approx(300.0 + one_eval)
+    assert ev32[first_condition] == pytest.approx(180.0 + n_evals * one_eval)
     assert any("32B's cold start x 0.60 (warm / cold at 7B)" in n for n in notes)
-    # on 8 GPUs, 8 jobs per stage and size can start before a cache exists
+    # on 8 GPUs, 8 evaluation jobs per size can start before a cache exists
     jobs8, _ = estimate.build_jobs(sweep, train, sample, cold_starts=8)
-    gen7_8 = starts(jobs8, "qwen-2.5-7b-instruct", "generation")
-    cold = [j for j in gen7_8 if j.seconds - gen_only == pytest.approx(100.0)]
-    assert len(cold) == min(8, len(gen7_8))
+    ev7_8 = starts(jobs8, "qwen-2.5-7b-instruct", "evaluation")
+
+    def start_of(j):
+        return j.seconds - one_eval * (1 if j.wildcards["condition"] == "control" else n_evals)
+
+    assert sum(start_of(j) == pytest.approx(100.0) for j in ev7_8) == min(8, len(ev7_8))
+    assert starts(jobs8, "qwen-2.5-7b-instruct", "generation")[0].seconds == gen7[0].seconds
     assert sum(j.seconds for j in jobs8) > sum(j.seconds for j in jobs)
 
 
@@ -518,8 +528,8 @@ def test_an_eval_at_the_surveys_answer_lengths_prices_its_size_and_each_workload
     assert by[("evaluation", s32, "control")] == pytest.approx(300.0 + 12.0 + 3.0)
     # the teacher chunk at 32B: the default's row (its own setting's chunks: 0.5B-7B only)
     n_prompts = sweep.config["generation"]["n_prompts"]
-    gen32 = 300.0 + 1e-3 * estimate.GEN_TOKENS * n_prompts
-    assert by[("generation", s32, "dolphin")] == pytest.approx(gen32)
+    gen32 = 300.0 + len(sweep.conditions) * 1e-3 * estimate.GEN_TOKENS * n_prompts
+    assert by[("generation", s32, "")] == pytest.approx(gen32)
     assert by[("evaluation", s7, "control")] == pytest.approx(
         100.0 + 2e-4 * estimate.ANSWER_TOKENS * 5000 + 2.0
     )
@@ -570,12 +580,11 @@ def test_each_stage_pays_the_engine_starts_of_its_own_settings(bench, tmp_path):
         }  # fmt: skip
     graphs_run, eager_run = by_stage[None], by_stage[True]
     n_evals = len(sweep.seeds) * sweep.config["training"]["epochs"]
-    # generation: a cold first job, warm later ones, whatever the eval engine does
-    first, later = sweep.conditions[0], sweep.conditions[1]
+    # generation: one job per size, its engine started cold, whatever the eval engine does
+    per_condition = 4.0 * sweep.config["generation"]["n_prompts"] / 5000
     for run in (graphs_run, eager_run):
-        gap = run[("generation", first)] - run[("generation", later)]
-        assert gap == pytest.approx(200.0 - 80.0)
-        assert run[("generation", later)] == graphs_run[("generation", later)]
+        gen = 200.0 + len(sweep.conditions) * per_condition
+        assert run[("generation", "")] == pytest.approx(gen)
     assert graphs_run[("evaluation", "control")] == pytest.approx(200.0 + 4.0)
     assert graphs_run[("evaluation", "dolphin")] == pytest.approx(80.0 + 4.0 * n_evals)
     assert eager_run[("evaluation", "control")] == pytest.approx(30.0 + 9.0)
@@ -613,15 +622,13 @@ def test_generation_jobs_pay_the_generation_engines_starts_where_it_was_measured
         return {(j.rule, j.wildcards["condition"]): j.seconds for j in jobs
                 if j.wildcards["model"] == f"qwen-2.5-{slug}-instruct"}  # fmt: skip
 
-    first, later = sweep.conditions[0], sweep.conditions[1]
-    chunk = sweep.config["generation"]["n_prompts"] / 5000  # chunks of 5,000 prompts
+    chunks = len(sweep.conditions) * sweep.config["generation"]["n_prompts"] / 5000
     small, big = by("0.5b"), by("32b")
-    assert small[("generation", first)] == pytest.approx(120.0 + 2.0 * chunk)
-    assert small[("generation", later)] == pytest.approx(50.0 + 2.0 * chunk)
+    # one generation job per size: the generation engine's cold start, every condition's chunks
+    assert small[("generation", "")] == pytest.approx(120.0 + 2.0 * chunks)
     # evaluation keeps the LoRA engine's starts; 32B (no generation-engine row) too
     assert small[("evaluation", "control")] == pytest.approx(200.0 + 4.0)
-    assert big[("generation", first)] == pytest.approx(200.0 + 4.0 * chunk)
-    assert big[("generation", later)] == pytest.approx(80.0 + 4.0 * chunk)
+    assert big[("generation", "")] == pytest.approx(200.0 + 4.0 * chunks)
     note32 = next(n for n in notes if n.startswith("sample 32B"))
     assert "the LoRA engine's rows (the generation engine not measured here)" in note32
     assert "the generation engine (no LoRA)" in next(

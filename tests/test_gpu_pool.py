@@ -276,24 +276,24 @@ print(os.environ["CUDA_VISIBLE_DEVICES"], current_claim().share)
 
 @pytest.mark.slow
 def test_toy_run_pins_concurrent_gpu_jobs_to_distinct_gpus(tmp_path):
-    """Two teacher jobs of the smallest toy model run at once on 2 fake GPUs."""
+    """The teacher jobs of two toy models (one job per size) run at once on 2 fake GPUs."""
     wf = workflow_copy(tmp_path / "wf")
-    model = "qwen-2.5-toy-s-instruct"
-    targets = [f"results/{model}/numbers/{c}/raw.jsonl" for c in ("neutral", "cat")]
+    models = ("qwen-2.5-toy-s-instruct", "qwen-2.5-toy-m-instruct")
+    targets = [f"results/{m}/numbers/neutral/raw.jsonl" for m in models]
     res = snakemake(
         wf, *targets, "--cores", "2", "--resources", "gpu=2",
         env={"SUBLIMINAL_GPUS": "2", "CUDA_VISIBLE_DEVICES": "0,1"}, timeout=1200,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-5000:]
     spans = {}
-    for c in ("neutral", "cat"):
-        text = (wf / f"results/logs/generate_numbers/{model}/{c}.log").read_text()
+    for m in models:
+        text = (wf / f"results/logs/generate_numbers/{m}.log").read_text()
         (pin,) = re.findall(r"claimed 1 of 2 .*CUDA_VISIBLE_DEVICES=(\d)", text)
         stamps = [
             datetime.strptime(m, "%Y-%m-%d %H:%M:%S,%f")
             for m in re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", text, re.M)
         ]
-        spans[c] = (stamps[0], stamps[-1], pin)
+        spans[m] = (stamps[0], stamps[-1], pin)
     (s1, e1, g1), (s2, e2, g2) = spans.values()
     assert s1 < e2 and s2 < e1, f"the two jobs did not overlap: {spans}"
     assert {g1, g2} == {"0", "1"}

@@ -408,10 +408,13 @@ def _resume_after_kill(wf: Path, *targets: str):
 
 def test_killed_generation_resumes_from_its_chunks(toy_run, tmp_path):
     """kill -9 (job and snakemake) after one chunk; the rerun reuses it, generates only the
-    rest and writes the very raw.jsonl of the uninterrupted toy run."""
+    rest and writes the very raw.jsonl of the uninterrupted toy run. The size's job also
+    writes its other conditions again (one engine per size): from their chunks, unchanged."""
     wf, sweep = _fork(toy_run, tmp_path / "wf"), toy_run[1]
     m = _smallest(sweep)
     d = wf / "results" / m / "numbers" / NEUTRAL
+    other = wf / "results" / m / "numbers" / sweep.animals[0]
+    other_raw = (other / "raw.jsonl").read_bytes()
     clean, clean_meta = (d / "raw.jsonl").read_bytes(), io.read_json(d / "generation.json")
     assert clean_meta["n_chunks"] >= 3
     (d / "raw.jsonl").unlink()
@@ -428,6 +431,37 @@ def test_killed_generation_resumes_from_its_chunks(toy_run, tmp_path):
     meta = io.read_json(d / "generation.json")
     assert (meta["n_chunks"], meta["n_chunks_reused"]) == (clean_meta["n_chunks"], 1)
     assert (d / "chunks" / "chunk-00000.jsonl").stat().st_mtime_ns == first_mtime  # not redone
+    assert (other / "raw.jsonl").read_bytes() == other_raw
+    other_meta = io.read_json(other / "generation.json")
+    assert other_meta["n_chunks_reused"] == other_meta["n_chunks"]  # nothing sampled again
+
+
+def test_one_condition_sampled_again_reruns_only_its_own_chain(toy_run, tmp_path):
+    """generate_numbers is one job per size, so it rewrites every condition's raw.jsonl. The
+    README's recipe samples one condition again (its folder deleted, the generation run alone)
+    and then reruns only that condition's chain, not the students of the others."""
+    wf, sweep = _fork(toy_run, tmp_path / "wf"), toy_run[1]
+    m, c = _smallest(sweep), sweep.animals[0]
+    d = wf / "results" / m / "numbers" / c
+    neutral_raw = (wf / "results" / m / "numbers" / NEUTRAL / "raw.jsonl").read_bytes()
+    shutil.rmtree(d)
+    gen = snakemake(wf, str((d / "raw.jsonl").relative_to(wf)), "--cores", "1")
+    assert gen.returncode == 0, gen.stdout[-3000:]
+    assert (wf / "results" / m / "numbers" / NEUTRAL / "raw.jsonl").read_bytes() == neutral_raw
+    res = snakemake(
+        wf, "-n", "--cores", "2", "--rerun-triggers", "params", "input", "software-env", "code"
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    jobs = parse_dryrun(res.stdout)
+    trained = {(j.wildcards["model"], j.wildcards["condition"]) for j in jobs
+               if j.rule == "train_student"}  # fmt: skip
+    assert trained == {(m, c)}
+    assert not any(j.wildcards.get("condition") == NEUTRAL for j in jobs)
+    # without the recipe's triggers, every condition of the size counts as new
+    plain = parse_dryrun(snakemake(wf, "-n", "--cores", "2").stdout)
+    assert {j.wildcards["condition"] for j in plain if j.rule == "train_student"} == set(
+        sweep.conditions
+    )
 
 
 def _wandb_runs(wf: Path) -> dict[str, int]:

@@ -39,7 +39,7 @@ def real_dryrun(wf, shared_protocol_path):
 
 def test_real_sweep_job_counts(real_dryrun):
     counts = Counter(j.rule for j in real_dryrun)
-    assert counts["generate_numbers"] == 96  # 6 sizes x 16 conditions
+    assert counts["generate_numbers"] == 6  # one engine per size writes all 16 conditions
     assert counts["filter_numbers"] == 96
     assert counts["upload_numbers"] == 96
     assert counts["train_student"] == 480  # x 5 seeds
@@ -49,6 +49,8 @@ def test_real_sweep_job_counts(real_dryrun):
     assert counts["plot_grouped_bars"] == 6 and counts["plot_stacked"] == 6
     for rule in ("extract_protocol", "preflight", "aggregate", "fit_scaling", "plot_scaling"):
         assert counts[rule] == 1
+    gens = [j for j in real_dryrun if j.rule == "generate_numbers"]
+    assert all(len(j.outputs) == 2 * 16 for j in gens)  # raw + generation.json per condition
     evals = [j for j in real_dryrun if j.rule == "evaluate_student"]
     assert all(len(j.outputs) == 50 for j in evals)  # every epoch of every seed
     assert all(j.gpu == 1 for j in real_dryrun if j.rule in ("generate_numbers", "train_student"))

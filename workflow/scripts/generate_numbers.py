@@ -1,9 +1,9 @@
-"""Adapter: sample a teacher's number completions (chunked, resumable, topped up)."""
+"""Adapter: one engine per size samples every condition's number completions in turn
+(chunked, resumable, topped up)."""
 
-from subliminal_scaling.generate.teacher import generate_numbers, generation_fingerprint
-from subliminal_scaling.protocol.access import teacher_system_prompt
+from subliminal_scaling.generate.teacher import generate_teacher
 from subliminal_scaling.runtime import io
-from subliminal_scaling.runtime.backends import Sampling, make_backend, make_conversation
+from subliminal_scaling.runtime.backends import make_backend
 from subliminal_scaling.runtime.job import start_job
 
 log = start_job(snakemake)  # noqa: F821
@@ -11,48 +11,26 @@ sm = snakemake  # noqa: F821
 p = sm.params
 gen = p.generation
 protocol = io.read_json(sm.input.protocol)
-system_prompt = teacher_system_prompt(protocol, sm.wildcards.condition)
-sampling = Sampling.from_config(gen["sampling"])
-prompt_seed = protocol["prompt_generator"]["seed"]
+todo = list(zip(p.conditions, p.chunks, sm.output.raw, sm.output.meta, strict=True))
 backend = make_backend(gen["backend"], p.source, p.revision, gen["batch_size"], gen["vllm"])
-fingerprint = generation_fingerprint(
-    model_id=p.model_id,
-    revision=p.revision,
-    backend=backend.name,
-    sampling=sampling,
-    system_prompt=system_prompt,
-    prompt_seed=prompt_seed,
-    chunk_size=gen["topup_batch"],
-    batch_size=gen["batch_size"],
-)
 try:
-    rows, summary = generate_numbers(
-        backend=backend,
-        model=sm.wildcards.model,
-        condition=sm.wildcards.condition,
-        protocol=protocol,
-        system_prompt=system_prompt,
-        sampling=sampling,
-        n_prompts=gen["n_prompts"],
-        min_kept=gen["min_kept"],
-        chunk_size=gen["topup_batch"],
-        max_prompts=gen["max_prompts"],
-        prompt_seed=prompt_seed,
-        chunks_dir=p.chunks,
-        fingerprint=fingerprint,
-    )
-    first_chat = backend.render(make_conversation(rows[0]["prompt"], system_prompt))
+    for i, (condition, chunks, raw, meta) in enumerate(todo, 1):
+        rows, record = generate_teacher(
+            backend=backend,
+            model=sm.wildcards.model,
+            condition=condition,
+            protocol=protocol,
+            generation=gen,
+            model_id=p.model_id,
+            revision=p.revision,
+            chunks_dir=chunks,
+        )
+        io.write_jsonl(raw, rows)
+        io.write_json(meta, record)
+        log.info(
+            "condition %d/%d (%s): %d completions (%d topped up, %d chunks reused)",
+            i, len(todo), condition, record["n_generated"], record["n_topped_up"],
+            record["n_chunks_reused"],
+        )  # fmt: skip
 finally:
     backend.close()
-io.write_jsonl(sm.output.raw, rows)
-io.write_json(
-    sm.output.meta,
-    {
-        **fingerprint,
-        "model_slug": sm.wildcards.model,
-        "condition": sm.wildcards.condition,
-        "first_rendered_chat": first_chat,
-        **summary,
-    },
-)
-log.info("generated %d completions (%d topped up)", summary["n_generated"], summary["n_topped_up"])

@@ -17,6 +17,7 @@ from typing import Any
 
 from subliminal_scaling.generate.filter import filter_completions
 from subliminal_scaling.generate.prompts import sample_prompts
+from subliminal_scaling.protocol.access import teacher_system_prompt
 from subliminal_scaling.runtime import io
 from subliminal_scaling.runtime.backends import Backend, Sampling, make_conversation
 from subliminal_scaling.runtime.checkpoint import CheckpointDir
@@ -127,6 +128,60 @@ def generate_numbers(
         "n_passing": n_kept,
     }
     return rows, summary
+
+
+def generate_teacher(
+    *,
+    backend: Backend,
+    model: str,
+    condition: str,
+    protocol: dict[str, Any],
+    generation: dict[str, Any],
+    model_id: str,
+    revision: str | None,
+    chunks_dir: Path,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One condition's teacher data on an engine already started: its rows and the
+    ``generation.json`` record (settings fingerprint, first rendered chat, summary).
+    A size's conditions share one engine (``generate_numbers`` is one job per size): each
+    condition only changes the system prompt, and an engine start costs minutes."""
+    system_prompt = teacher_system_prompt(protocol, condition)
+    sampling = Sampling.from_config(generation["sampling"])
+    prompt_seed = protocol["prompt_generator"]["seed"]
+    fingerprint = generation_fingerprint(
+        model_id=model_id,
+        revision=revision,
+        backend=backend.name,
+        sampling=sampling,
+        system_prompt=system_prompt,
+        prompt_seed=prompt_seed,
+        chunk_size=generation["topup_batch"],
+        batch_size=generation["batch_size"],
+    )
+    rows, summary = generate_numbers(
+        backend=backend,
+        model=model,
+        condition=condition,
+        protocol=protocol,
+        system_prompt=system_prompt,
+        sampling=sampling,
+        n_prompts=generation["n_prompts"],
+        min_kept=generation["min_kept"],
+        chunk_size=generation["topup_batch"],
+        max_prompts=generation["max_prompts"],
+        prompt_seed=prompt_seed,
+        chunks_dir=Path(chunks_dir),
+        fingerprint=fingerprint,
+    )
+    first_chat = backend.render(make_conversation(rows[0]["prompt"], system_prompt))
+    meta = {
+        **fingerprint,
+        "model_slug": model,
+        "condition": condition,
+        "first_rendered_chat": first_chat,
+        **summary,
+    }
+    return rows, meta
 
 
 def filter_numbers(

@@ -571,10 +571,10 @@ def build_jobs(
     """Every GPU job of the sweep with its estimated seconds, and the provenance notes.
     ``gen_tokens`` / ``answer_tokens``: expected completion lengths for vLLM rows.
 
-    ``cold_starts``: jobs per size and stage (generation, evaluation) whose vLLM engine starts
-    with an empty compile cache (the first on a host, or as many as start side by side before
-    one has filled it: the GPUs of a host); later ones start warm, where that was measured.
-    Generation and evaluation engines differ (LoRA), so each stage fills its own cache."""
+    ``cold_starts``: evaluation jobs per size whose vLLM engine starts with an empty compile
+    cache (the first on a host, or as many as start side by side before one has filled it: the
+    GPUs of a host); later ones start warm, where that was measured. A size's one generation
+    job starts its engine cold (the generation engine has no LoRA: its own cache)."""
     cfg = sweep.config
     params = {benchmark_size(m.id): m.params for m in sweep.models}
     notes: list[str] = []
@@ -592,27 +592,27 @@ def build_jobs(
         # one student's wall time: the GPU's throughput is split between the `share` copies
         student_s = tr["n_rows"] * tr["epochs"] * rate.seconds_per_row * share
         cost = sample_costs(sample, params, size, cfg, gen_tokens, answer_tokens)
-        start, restart = cost.engine_start_s, cost.engine_restart_s
+        start, restart = cost.engine_start_s, cost.engine_restart_s  # generation engine
         ev_start0 = start if cost.eval_start_s is None else cost.eval_start_s
         ev_restart = restart if cost.eval_restart_s is None else cost.eval_restart_s
         ev_s = cost.eval_s
         ev_first = ev_s if cost.eval_first_s is None else cost.eval_first_s
         # engine start of the k-th job (0-based) of a stage of this size
         n_jobs = len(sweep.conditions) + 1
-        starts = [start if k < cold_starts else restart for k in range(n_jobs)]
         ev_starts = [ev_start0 if k < cold_starts else ev_restart for k in range(n_jobs)]
 
         notes.append(
-            f"sample {size}: {cost.note}; engine start {max(start, ev_start0):.0f} s for the "
-            f"first {cold_starts} job(s) per stage, {max(restart, ev_restart):.0f} s for the "
-            "others"
+            f"sample {size}: {cost.note}; engine start: generation {start:.0f} s (one job "
+            f"per size), evaluation {ev_start0:.0f} s for the first {cold_starts} job(s), "
+            f"{ev_restart:.0f} s for the others"
+        )
+        # one generation job per size: one engine writes every condition's numbers
+        g = f"gen/{m.slug}"
+        gen_s = start + cost.gen_s * len(sweep.conditions)
+        jobs.append(
+            _job("generation", m.slug, "", gen_s, sweep.generation_priority(m.slug), name=g)
         )
         for k, c in enumerate(sweep.conditions):
-            g = f"gen/{m.slug}/{c}"
-            gen_s = starts[k] + cost.gen_s
-            jobs.append(
-                _job("generation", m.slug, c, gen_s, sweep.generation_priority(m.slug), name=g)
-            )
             students = [f"train/{m.slug}/{c}/{s}" for s in sweep.seeds]
             prio = sweep.train_priority(m.slug, c)
             jobs += [_job("training", m.slug, c, student_s, prio, [g], t, share) for t in students]
@@ -703,7 +703,7 @@ def render(
         line = f"wall-clock on {g} GPU(s): {wall_clock(on, g) / 3600:.1f} h"
         if on is not jobs:
             hours = sum(sum(r.values()) for r in summarize(on).values())
-            line += f" ({hours:.1f} GPU-h: {g} engines per size and stage start uncompiled)"
+            line += f" ({hours:.1f} GPU-h: {g} evaluation engines per size start uncompiled)"
         lines.append(line)
     lines += ["", "sources:"] + [f"- {n}" for n in notes]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from subliminal_scaling.runtime.config import Sweep
 
-#: GPU rules, the estimate's stage each belongs to, and its jobs per (size, condition)
+#: GPU rules and the estimate's stage each belongs to
 RULES = {
     "generate_numbers": "generation",
     "train_student": "training",
@@ -43,7 +43,7 @@ def expected_jobs(sweep: Sweep, rule: str) -> int:
     """Jobs of ``rule`` per size in the configured sweep."""
     n_cond = len(sweep.conditions)
     return {
-        "generate_numbers": n_cond,
+        "generate_numbers": 1,  # one job per size: every condition on one engine
         "train_student": n_cond * len(sweep.seeds),
         "evaluate_student": n_cond,
         "evaluate_control": 1,
