@@ -1,6 +1,10 @@
-# Protocol, preflight, and the teacher stage: generate_numbers -> filter_numbers -> upload_numbers.
-# generate_numbers is one job per size: one vLLM engine writes every condition's numbers (an
-# engine start is 1-4 minutes; 16 jobs per size started 15 more).
+# Protocol, preflight, and the teacher stage: generate_numbers -> assemble_numbers ->
+# filter_numbers -> upload_numbers. generate_numbers is one job per size: one vLLM engine
+# samples every condition's chunks (an engine start is 1-4 minutes; 16 jobs per size started 15
+# more) and writes each condition's small generation.json, which is the same whenever its rows
+# are (their hash). assemble_numbers writes raw.jsonl per condition from the chunks, so a rerun
+# of the size's job leaves a condition whose rows did not change, and all it feeds, as they
+# were (Snakemake compares the checksum of a changed input under 1 MB).
 
 
 rule extract_protocol:
@@ -37,7 +41,6 @@ rule generate_numbers:
         preflight=preflight_input,
         model=model_inputs,
     output:
-        raw=expand(RAW, condition=SWEEP.conditions, allow_missing=True),
         meta=expand(GEN_META, condition=SWEEP.conditions, allow_missing=True),
     log:
         "results/logs/generate_numbers/{model}.log",
@@ -60,6 +63,21 @@ rule generate_numbers:
         chunks=lambda wc: expand(CHUNKS, model=wc.model, condition=SWEEP.conditions),
     script:
         "../workflow/scripts/generate_numbers.py"
+
+
+rule assemble_numbers:
+    input:
+        meta=GEN_META,
+    output:
+        raw=RAW,
+    log:
+        "results/logs/assemble_numbers/{model}/{condition}.log",
+    conda:
+        ENV
+    params:
+        chunks=CHUNKS,
+    script:
+        "../workflow/scripts/assemble_numbers.py"
 
 
 rule filter_numbers:

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from subliminal_scaling.evaluate.evals import EvalSpec, EvalTarget, evaluate, evaluate_students
-from subliminal_scaling.generate.teacher import generate_numbers
+from subliminal_scaling.generate.teacher import (
+    CHUNK_FILE,
+    assemble_numbers,
+    generate_numbers,
+    generate_teacher,
+)
 from subliminal_scaling.runtime import io, tracking
 from subliminal_scaling.runtime.backends import Completion, Sampling
 from subliminal_scaling.runtime.checkpoint import CheckpointDir
@@ -304,6 +309,41 @@ def test_teacher_chunks_are_reused_and_discarded_on_a_settings_change(tmp_path, 
     changed = NumberBackend()
     gen(changed, {"v": 2})
     assert len(changed.calls) == 2
+
+
+def test_a_conditions_record_is_the_same_whenever_its_rows_are(tmp_path, protocol):
+    """generate_numbers is one job per size, so a rerun writes every condition's
+    generation.json again. A condition re-assembled from its chunks gets the same bytes
+    (Snakemake's checksum then leaves what it feeds alone); raw.jsonl is assembled only from
+    chunks that hash to the record, and other rows are refused with a clear error."""
+    generation = {"sampling": EVALUATION["sampling"], "n_prompts": 6, "min_kept": 0,
+                  "topup_batch": 3, "max_prompts": 12, "batch_size": 1}  # fmt: skip
+
+    def teacher(backend, condition, chunks):
+        return generate_teacher(
+            backend=backend, model="toy-s", condition=condition, protocol=protocol,
+            generation=generation, model_id="toy/S", revision=None, chunks_dir=chunks,
+        )  # fmt: skip
+
+    chunks = tmp_path / "cat" / "chunks"
+    meta, reused = teacher(NumberBackend(), "cat", chunks)
+    again = NumberBackend()
+    assert teacher(again, "cat", chunks) == (meta, 2) and again.calls == []  # from its chunks
+    assert reused == 0 and "n_chunks_reused" not in meta
+    rows = assemble_numbers(chunks, meta)
+    io.write_jsonl(tmp_path / "raw.jsonl", rows)
+    assert io.sha256_file(tmp_path / "raw.jsonl") == meta["rows_sha256"]
+    assert [r["id"] for r in rows] == list(range(meta["n_generated"]))
+    # another condition's rows differ (its own seeds and system prompt), and so does its record
+    dog, _ = teacher(NumberBackend(), "dog", tmp_path / "dog" / "chunks")
+    assert dog["rows_sha256"] != meta["rows_sha256"]
+    # a chunk edited after the record was written is caught, not published
+    path = chunks / CHUNK_FILE.format(1)
+    edited = io.read_jsonl(path)
+    edited[0]["completion"] = "1, 2, 3"
+    io.write_jsonl(path, edited)
+    with pytest.raises(io.InputFileError, match=r"not the rows generation\.json describes"):
+        assemble_numbers(chunks, meta)
 
 
 def test_answers_sampled_before_the_exact_measure_are_scored_not_resampled(

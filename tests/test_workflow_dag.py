@@ -50,7 +50,8 @@ def test_real_sweep_job_counts(real_dryrun):
     for rule in ("extract_protocol", "preflight", "aggregate", "fit_scaling", "plot_scaling"):
         assert counts[rule] == 1
     gens = [j for j in real_dryrun if j.rule == "generate_numbers"]
-    assert all(len(j.outputs) == 2 * 16 for j in gens)  # raw + generation.json per condition
+    assert all(len(j.outputs) == 16 for j in gens)  # each condition's generation.json
+    assert counts["assemble_numbers"] == 96  # raw.jsonl per condition, from its chunks
     evals = [j for j in real_dryrun if j.rule == "evaluate_student"]
     assert all(len(j.outputs) == 50 for j in evals)  # every epoch of every seed
     assert all(j.gpu == 1 for j in real_dryrun if j.rule in ("generate_numbers", "train_student"))

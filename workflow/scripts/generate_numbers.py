@@ -1,5 +1,5 @@
-"""Adapter: one engine per size samples every condition's number completions in turn
-(chunked, resumable, topped up)."""
+"""Adapter: one engine per size samples every condition's number completions in turn into
+their chunks (resumable, topped up) and writes each condition's generation.json."""
 
 from subliminal_scaling.generate.teacher import generate_teacher
 from subliminal_scaling.runtime import io
@@ -11,11 +11,11 @@ sm = snakemake  # noqa: F821
 p = sm.params
 gen = p.generation
 protocol = io.read_json(sm.input.protocol)
-todo = list(zip(p.conditions, p.chunks, sm.output.raw, sm.output.meta, strict=True))
+todo = list(zip(p.conditions, p.chunks, sm.output.meta, strict=True))
 backend = make_backend(gen["backend"], p.source, p.revision, gen["batch_size"], gen["vllm"])
 try:
-    for i, (condition, chunks, raw, meta) in enumerate(todo, 1):
-        rows, record = generate_teacher(
+    for i, (condition, chunks, meta_path) in enumerate(todo, 1):
+        meta, reused = generate_teacher(
             backend=backend,
             model=sm.wildcards.model,
             condition=condition,
@@ -25,12 +25,11 @@ try:
             revision=p.revision,
             chunks_dir=chunks,
         )
-        io.write_jsonl(raw, rows)
-        io.write_json(meta, record)
+        io.write_json(meta_path, meta)
         log.info(
-            "condition %d/%d (%s): %d completions (%d topped up, %d chunks reused)",
-            i, len(todo), condition, record["n_generated"], record["n_topped_up"],
-            record["n_chunks_reused"],
+            "condition %d/%d (%s): %d completions (%d topped up), %d of %d chunks reused",
+            i, len(todo), condition, meta["n_generated"], meta["n_topped_up"], reused,
+            meta["n_chunks"],
         )  # fmt: skip
 finally:
     backend.close()

@@ -25,6 +25,9 @@ from subliminal_scaling.runtime.seeds import SEED_SCHEME, teacher_seeds
 
 log = logging.getLogger(__name__)
 
+#: a teacher chunk's file in its condition's chunks folder (k = 0, 1, ...)
+CHUNK_FILE = "chunk-{:05d}.jsonl"
+
 
 def generation_fingerprint(
     *,
@@ -92,7 +95,7 @@ def generate_numbers(
                 "is reached: raise max_prompts or inspect the filter report"
             )
         size = min(chunk_size, max_prompts - generated)
-        path = chunks.path(f"chunk-{k:05d}.jsonl")
+        path = chunks.path(CHUNK_FILE.format(k))
         if path.exists():
             chunk = io.read_jsonl(path)
             if len(chunk) != size or (chunk and chunk[0]["id"] != generated):
@@ -140,11 +143,15 @@ def generate_teacher(
     model_id: str,
     revision: str | None,
     chunks_dir: Path,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One condition's teacher data on an engine already started: its rows and the
-    ``generation.json`` record (settings fingerprint, first rendered chat, summary).
-    A size's conditions share one engine (``generate_numbers`` is one job per size): each
-    condition only changes the system prompt, and an engine start costs minutes."""
+) -> tuple[dict[str, Any], int]:
+    """One condition's teacher data, sampled into its chunks on an engine already started;
+    returns its ``generation.json`` record and how many chunks were reused.
+
+    A size's conditions share one engine (``generate_numbers`` is one job per size): a
+    condition only changes the system prompt, and an engine start costs minutes. The record
+    is the same whenever the rows are (their hash, ``rows_sha256``, and no count of reused
+    chunks), so Snakemake's checksum of this small file tells its dependants that a condition
+    re-assembled from its chunks did not change (``assemble_numbers`` writes ``raw.jsonl``)."""
     system_prompt = teacher_system_prompt(protocol, condition)
     sampling = Sampling.from_config(generation["sampling"])
     prompt_seed = protocol["prompt_generator"]["seed"]
@@ -173,15 +180,31 @@ def generate_teacher(
         chunks_dir=Path(chunks_dir),
         fingerprint=fingerprint,
     )
-    first_chat = backend.render(make_conversation(rows[0]["prompt"], system_prompt))
+    reused = summary.pop("n_chunks_reused")
     meta = {
         **fingerprint,
         "model_slug": model,
         "condition": condition,
-        "first_rendered_chat": first_chat,
+        "first_rendered_chat": backend.render(make_conversation(rows[0]["prompt"], system_prompt)),
         **summary,
+        "rows_sha256": io.sha256_jsonl(rows),
     }
-    return rows, meta
+    return meta, reused
+
+
+def assemble_numbers(chunks_dir: str | Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """A condition's raw rows from its chunks, checked against its ``generation.json``: the
+    chunks ``generate_teacher`` counted, in order, hashing to its ``rows_sha256``."""
+    root = Path(chunks_dir)
+    rows: list[dict[str, Any]] = []
+    for k in range(meta["n_chunks"]):
+        rows.extend(io.read_jsonl(root / CHUNK_FILE.format(k)))
+    if len(rows) != meta["n_generated"] or io.sha256_jsonl(rows) != meta["rows_sha256"]:
+        raise io.InputFileError(
+            f"{root}: its chunks are not the rows generation.json describes (rows_sha256): "
+            "delete the condition's numbers folder and run its generation again"
+        )
+    return rows
 
 
 def filter_numbers(

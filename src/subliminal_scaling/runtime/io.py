@@ -102,14 +102,27 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise InputFileError(f"{path}: not valid JSON ({exc})") from exc
 
 
+def jsonl_line(row: dict[str, Any]) -> str:
+    """One row as ``write_jsonl`` writes it."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
     """Write rows as JSON lines atomically and return how many were written."""
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(jsonl_line(row))
             n += 1
     return n
+
+
+def sha256_jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    """Hex sha256 of the file ``write_jsonl`` would write for ``rows`` (its ``sha256_file``)."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(jsonl_line(row).encode("utf-8"))
+    return h.hexdigest()
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
