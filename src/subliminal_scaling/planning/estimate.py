@@ -597,7 +597,7 @@ def build_jobs(
         ev_restart = restart if cost.eval_restart_s is None else cost.eval_restart_s
         ev_s = cost.eval_s
         ev_first = ev_s if cost.eval_first_s is None else cost.eval_first_s
-        # engine start of the k-th job (0-based) of a stage of this size
+        # engine start of the k-th evaluation job (0-based) of this size (the control first)
         n_jobs = len(sweep.conditions) + 1
         ev_starts = [ev_start0 if k < cold_starts else ev_restart for k in range(n_jobs)]
 
