@@ -215,16 +215,17 @@ ANSWER_TOKENS = 16
 class SampleCost:
     """One size's sampling costs on one backend (seconds)."""
 
-    engine_start_s: float  # a GPU job's vLLM start with an empty compile cache; 0: transformers
-    engine_restart_s: float  # the same with vLLM's compile cache filled by an earlier job
-    gen_s: float  # one generation job's sampling (n_prompts completions)
+    # the generation engine's start with an empty compile cache (0: transformers), and with
+    # vLLM's compile cache filled by an earlier job
+    engine_start_s: float
+    engine_restart_s: float
+    gen_s: float  # one condition's sampling (n_prompts completions)
     eval_s: float  # one evaluation: the sampled answers and the exact measure
     note: str
-    # an engine's first evaluation (kernels JIT-compiled on first use); None: eval_s
-    eval_first_s: float | None = None
-    # the evaluation engine's starts (its own settings, e.g. enforce_eager); None: as above
-    eval_start_s: float | None = None
-    eval_restart_s: float | None = None
+    eval_first_s: float  # an engine's first evaluation (kernels JIT-compiled on first use)
+    # the evaluation engine's starts (its own settings, e.g. enforce_eager)
+    eval_start_s: float
+    eval_restart_s: float
 
 
 def _interp(values: dict[str, float], params: dict[str, int], size: str) -> tuple[float, str]:
@@ -592,11 +593,9 @@ def build_jobs(
         # one student's wall time: the GPU's throughput is split between the `share` copies
         student_s = tr["n_rows"] * tr["epochs"] * rate.seconds_per_row * share
         cost = sample_costs(sample, params, size, cfg, gen_tokens, answer_tokens)
-        start, restart = cost.engine_start_s, cost.engine_restart_s  # generation engine
-        ev_start0 = start if cost.eval_start_s is None else cost.eval_start_s
-        ev_restart = restart if cost.eval_restart_s is None else cost.eval_restart_s
-        ev_s = cost.eval_s
-        ev_first = ev_s if cost.eval_first_s is None else cost.eval_first_s
+        start = cost.engine_start_s  # the generation engine's, cold: one job per size
+        ev_start0, ev_restart = cost.eval_start_s, cost.eval_restart_s
+        ev_s, ev_first = cost.eval_s, cost.eval_first_s
         # engine start of the k-th evaluation job (0-based) of this size (the control first)
         n_jobs = len(sweep.conditions) + 1
         ev_starts = [ev_start0 if k < cold_starts else ev_restart for k in range(n_jobs)]
